@@ -1,0 +1,31 @@
+# Two commands do everything on a fresh machine:
+#   make demo   - the main job on built-in demo data (no download)
+#   make test   - the test suite
+# Both create .venv and install the project on first use. torch is pinned to 2.13.0 before the
+# project is installed so that pip does not pull a multi-GB CUDA build on CPU machines.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow install bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/robo-offline main
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) runs data deploy/cpp/build

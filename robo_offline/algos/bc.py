@@ -1,0 +1,37 @@
+"""Behaviour cloning: regress the logged action with a deterministic tanh policy (MSE)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from robo_offline.algos.base import AlgoConfig, Algorithm
+from robo_offline.data import Batch
+from robo_offline.nets import DeterministicActor
+
+
+@dataclass
+class BCConfig(AlgoConfig):
+    name: str = "bc"
+    lr: float = 1e-3
+
+
+class BC(Algorithm):
+    config_class = BCConfig
+
+    def __init__(self, cfg: BCConfig, obs_dim: int, act_dim: int):
+        super().__init__(cfg, obs_dim, act_dim)
+        self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden_dims)
+
+    def setup(self) -> None:
+        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.lr)
+
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        loss = nn.functional.mse_loss(self.actor(batch.observations), batch.actions)
+        self.step("actor", loss)
+        return {"actor_loss": loss.detach()}
+
+    def policy(self) -> nn.Module:
+        return self.actor

@@ -1,0 +1,219 @@
+"""Typed run configuration: dataclasses behind OmegaConf, composed from YAML groups + overrides.
+
+A run's config is composed like Hydra's, without Hydra: `task=<name>` picks
+`configs/task/<name>.yaml`, `algo=<name>` picks `configs/algo/<name>.yaml`, `safety=<name>`
+picks `configs/safety/<name>.yaml` (default: the one named like the task, if any), `--config
+FILE` layers a user file, and `section.key=value` overrides one field. Task, algo and user
+YAMLs are partial `RunConfig`s; a safety YAML is a flat `SafetyConfig`. The schema is typed per algorithm, so an unknown key or a wrong type fails at
+load with the key named, and the resolved config is saved beside every run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from deploy.safety import SafetyConfig
+from robo_offline.algos import AlgoConfig, algorithm_class
+
+CONFIG_DIR = Path(os.environ.get("ROBO_OFFLINE_CONFIGS", Path(__file__).resolve().parents[1] / "configs"))
+GROUPS = ("task", "algo", "safety")
+DEFAULT_GROUPS = {"task": "pusher", "algo": "bc"}
+
+
+class ConfigError(ValueError):
+    """A config that cannot be composed or fails validation; the message names the key."""
+
+
+@dataclass
+class DemoConfig:
+    """How the built-in demos are generated when the task's dataset file does not exist yet."""
+
+    behaviour: str = "scripted"
+    qualities: list[str] = field(default_factory=lambda: ["expert", "medium", "poor"])
+    episodes_per_quality: int = 100
+    seed: int = 0
+
+
+@dataclass
+class TaskConfig:
+    name: str = "pusher"
+    env_id: str = "Pusher-v5"
+    dataset: str = "data/pusher-mixed"
+    format: str = "auto"  # auto | d4rl | minari | robomimic
+    obs_keys: list[str] | None = None
+    nonfinite: str = "fail"  # fail | drop
+    collect_if_missing: bool = True  # generate the built-in demos at `dataset` if it is absent
+    demos: DemoConfig = field(default_factory=DemoConfig)
+    eval_episodes: int = 10
+    eval_envs: int = 2
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20_000
+    batch_size: int = 256
+    log_every: int = 500
+    eval_every: int = 5_000
+    checkpoint_every: int = 5_000
+    seed: int = 0
+    device: str = "auto"  # auto (cuda when present) | cpu | cuda | cuda:N
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    normalize_observations: bool = True
+    grad_clip: float | None = None
+    compile: bool = False
+    bf16: bool = False
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    run_dir: str = ""  # empty: runs/<task>-<algo>-<timestamp>
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as e:  # yaml parser errors carry line numbers
+        raise ConfigError(f"cannot parse {path}: {e}") from None
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return cfg
+
+
+def _group_file(group: str, name: str) -> Path:
+    path = CONFIG_DIR / group / f"{name}.yaml"
+    if not path.is_file():
+        options = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+        raise ConfigError(f"no {group} config {name!r} in {CONFIG_DIR / group}; available: {options}")
+    return path
+
+
+def _task_name(task: str) -> str | None:
+    """Default safety group: the file named like the task, when one exists."""
+    return task if (CONFIG_DIR / "safety" / f"{task}.yaml").is_file() else None
+
+
+def _group_layer(group: str, name: str) -> DictConfig:
+    layer = _read_yaml(_group_file(group, name))
+    return OmegaConf.create({"safety": layer}) if group == "safety" else layer
+
+
+def _split_args(args: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    groups, dotlist = {}, []
+    for arg in args:
+        if "=" not in arg:
+            raise ConfigError(f"override {arg!r} is not of the form key=value")
+        key, value = arg.split("=", 1)
+        if key in GROUPS:
+            groups[key] = value
+        else:
+            dotlist.append(arg)
+    return groups, dotlist
+
+
+def compose(
+    overrides: Sequence[str] = (),
+    config_files: Sequence[str | Path] = (),
+    defaults: dict[str, str] | None = None,
+) -> DictConfig:
+    """Compose group YAMLs, user files and `key=value` overrides onto the typed schema."""
+    groups, dotlist = _split_args(overrides)
+    file_layers = [_read_yaml(Path(f)) for f in config_files]
+    from_files = {"algo": name} if (name := _last_algo_name(file_layers)) else {}
+    selected = {**DEFAULT_GROUPS, **(defaults or {}), **from_files, **groups}
+    selected.setdefault("safety", _task_name(selected["task"]))
+    group_layers = [_group_layer(g, selected[g]) for g in GROUPS if selected[g] not in (None, "none")]
+    try:
+        cli = OmegaConf.from_dotlist(dotlist)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"bad override: {e}") from None
+    all_layers = [*group_layers, *file_layers, cli]
+    algo_name = selected["algo"]
+    schema = OmegaConf.structured(RunConfig(algo=algorithm_class(algo_name).config_class()))
+    try:
+        cfg = OmegaConf.merge(schema, *all_layers)
+    except OmegaConfBaseException as e:
+        raise ConfigError(_explain(e)) from None
+    validate(cfg)
+    return cfg
+
+
+def _last_algo_name(layers: list[DictConfig]) -> str | None:
+    names = [OmegaConf.select(layer, "algo.name") for layer in layers]
+    names = [n for n in names if n]
+    return names[-1] if names else None
+
+
+def _explain(e: OmegaConfBaseException) -> str:
+    key = getattr(e, "full_key", None)
+    msg = str(e).splitlines()[0]
+    if "not in" in msg and key:
+        return f"unknown config key {key!r} ({msg})"
+    return f"invalid config value for {key!r}: {msg}" if key else msg
+
+
+def _check(ok: bool, key: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid config {key}: {why}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range and choice checks that the type system cannot express."""
+    t, tr = cfg.task, cfg.train
+    _check(t.format in ("auto", "d4rl", "minari", "robomimic"), "task.format", f"{t.format!r} is not auto|d4rl|minari|robomimic")
+    _check(t.nonfinite in ("fail", "drop"), "task.nonfinite", f"{t.nonfinite!r} is not fail|drop")
+    _check(t.eval_episodes >= 0, "task.eval_episodes", "must be >= 0")
+    _check(t.eval_envs >= 1, "task.eval_envs", "must be >= 1")
+    _check(t.demos.episodes_per_quality > 0, "task.demos.episodes_per_quality", "must be > 0")
+    for key in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
+        _check(tr[key] > 0, f"train.{key}", "must be > 0")
+    _check(tr.threads >= 0, "train.threads", "must be >= 0")
+    _check(tr.grad_clip is None or tr.grad_clip > 0, "train.grad_clip", "must be > 0 or null")
+    _check(tr.device == "auto" or tr.device.split(":")[0] in ("cpu", "cuda", "mps"), "train.device", f"{tr.device!r} is not auto|cpu|cuda[:N]")
+    _check(0.0 < cfg.algo.gamma <= 1.0, "algo.gamma", "must be in (0, 1]")
+    safety = to_object(cfg).safety
+    try:
+        if safety.action_low or safety.action_high:  # empty bounds: taken from the environment
+            safety.validate()
+    except ValueError as e:
+        raise ConfigError(f"invalid config safety: {e}") from None
+
+
+def to_object(cfg: DictConfig) -> RunConfig:
+    """The typed dataclass view (attribute access, IDE completion)."""
+    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+
+
+def save(cfg: DictConfig, path: str | Path) -> None:
+    OmegaConf.save(cfg, Path(path), resolve=True)
+
+
+def load_saved(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """Reload a run's saved config (for resume and export), optionally overriding fields."""
+    saved = _read_yaml(Path(path))
+    algo_name = OmegaConf.select(saved, "algo.name")
+    schema = OmegaConf.structured(RunConfig(algo=algorithm_class(algo_name).config_class()))
+    _, dotlist = _split_args(overrides)
+    try:
+        cfg = OmegaConf.merge(schema, saved, OmegaConf.from_dotlist(dotlist))
+    except OmegaConfBaseException as e:
+        raise ConfigError(_explain(e)) from None
+    validate(cfg)
+    return cfg
+
+
+def as_dict(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

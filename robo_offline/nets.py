@@ -1,0 +1,247 @@
+"""The network library every algorithm builds from.
+
+Critic ensembles are one module whose layers hold all members' weights, so an ensemble of
+Q-functions is evaluated with one batched matmul per layer (`torch.baddbmm`) instead of a
+Python loop over networks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Normal
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+def mlp(
+    in_dim: int,
+    out_dim: int,
+    hidden: Sequence[int] = (256, 256),
+    activation: type[nn.Module] = nn.ReLU,
+    output_activation: type[nn.Module] | None = None,
+) -> nn.Sequential:
+    """Plain fully connected network."""
+    layers: list[nn.Module] = []
+    dims = [in_dim, *hidden]
+    for a, b in zip(dims[:-1], dims[1:]):
+        layers += [nn.Linear(a, b), activation()]
+    layers.append(nn.Linear(dims[-1], out_dim))
+    if output_activation is not None:
+        layers.append(output_activation())
+    return nn.Sequential(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """`n` independent linear layers applied as one batched matmul: (n, B, in) -> (n, B, out)."""
+
+    def __init__(self, in_dim: int, out_dim: int, n: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(n, 1, out_dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Same distribution as nn.Linear's default, member by member.
+        # Same distribution as nn.Linear's default (kaiming_uniform with a=sqrt(5)): U(-1/sqrt(in), 1/sqrt(in)).
+        bound = 1.0 / math.sqrt(self.weight.shape[1])
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleMLP(nn.Module):
+    """An ensemble of MLPs; input (B, in) is shared by all members, or (n, B, in) per member."""
+
+    def __init__(self, in_dim: int, out_dim: int, n: int, hidden: Sequence[int] = (256, 256)):
+        super().__init__()
+        dims = [in_dim, *hidden, out_dim]
+        self.layers = nn.ModuleList(EnsembleLinear(a, b, n) for a, b in zip(dims[:-1], dims[1:]))
+        self.n = n
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.n, -1, -1)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):  # enumerate, not slicing: TorchScript-compatible
+            x = layer(x)
+            if i < last:
+                x = torch.relu(x)
+        return x
+
+
+class Critic(nn.Module):
+    """Q-ensemble: `forward(obs, act)` -> (n_critics, B)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), n_critics: int = 2):
+        super().__init__()
+        self.net = EnsembleMLP(obs_dim + act_dim, 1, n_critics, hidden)
+        self.n_critics = n_critics
+
+    def forward(self, obs: Tensor, act: Tensor) -> Tensor:
+        return self.net(torch.cat([obs, act], dim=-1)).squeeze(-1)
+
+
+class ValueFunction(nn.Module):
+    """State value V(s) -> (B,)."""
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.net = mlp(obs_dim, 1, hidden)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+class DeterministicActor(nn.Module):
+    """a = tanh(f(s)) in [-1, 1] (BC, TD3+BC)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.net = mlp(obs_dim, act_dim, hidden, output_activation=nn.Tanh)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(obs)
+
+
+class GaussianActor(nn.Module):
+    """N(tanh(f(s)), exp(log_std)) with a state-independent std, as in the IQL paper's code.
+
+    The mean is squashed, samples are not: log-probabilities of dataset actions stay exact.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.net = mlp(obs_dim, act_dim, hidden, output_activation=nn.Tanh)
+        self.log_std = nn.Parameter(torch.zeros(act_dim))
+
+    def distribution(self, obs: Tensor) -> Normal:
+        std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
+        return Normal(self.net(obs), std, validate_args=False)  # validation would sync with the host
+
+    def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
+        return self.distribution(obs).log_prob(act).sum(-1)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """Deterministic action: the mean."""
+        return self.net(obs)
+
+
+class TanhGaussianActor(nn.Module):
+    """SAC's squashed Gaussian: a = tanh(u), u ~ N(mu(s), sigma(s)) (CQL, Cal-QL, SAC)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.net = mlp(obs_dim, 2 * act_dim, hidden)  # mean and log-std heads in one matmul
+
+    def _heads(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        mu, log_std = self.net(obs).chunk(2, dim=-1)
+        return mu, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Reparameterised sample and its log-probability (tanh change of variables)."""
+        mu, log_std = self._heads(obs)
+        u = mu + log_std.exp() * torch.randn_like(mu)
+        log_prob = Normal(mu, log_std.exp(), validate_args=False).log_prob(u).sum(-1)
+        # log(1 - tanh(u)^2), numerically stable form.
+        log_prob = log_prob - (2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))).sum(-1)
+        return torch.tanh(u), log_prob
+
+    def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
+        """Log-probability of given actions in [-1, 1] (clipped away from +-1 for finiteness)."""
+        mu, log_std = self._heads(obs)
+        act = act.clamp(-1 + 1e-6, 1 - 1e-6)
+        u = torch.atanh(act)
+        log_prob = Normal(mu, log_std.exp(), validate_args=False).log_prob(u).sum(-1)
+        return log_prob - torch.log1p(-act.pow(2) + 1e-6).sum(-1)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """Deterministic action: tanh of the mean (no `_heads`: its module-level clamp bounds do not script)."""
+        return torch.tanh(self.net(obs).chunk(2, dim=-1)[0])
+
+
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging target <- (1 - tau) target + tau source, fused over all tensors."""
+    with torch.no_grad():
+        t = list(target.parameters())
+        torch._foreach_lerp_(t, list(source.parameters()), tau)
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Build graphs through `module` without gradients for its parameters.
+
+    For actor losses that backpropagate through a critic: the critic's parameter gradients
+    would be computed and then discarded by its own optimiser's zero_grad.
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+class VAEDecoder(nn.Module):
+    """p(a | s, z): a = tanh(f(s, z)) in [-1, 1] (BCQ's generative model of the logged actions)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, latent_dim: int, hidden: Sequence[int] = (750, 750)):
+        super().__init__()
+        self.net = mlp(obs_dim + latent_dim, act_dim, hidden, output_activation=nn.Tanh)
+
+    def forward(self, obs: Tensor, z: Tensor) -> Tensor:
+        return self.net(torch.cat([obs, z], dim=-1))
+
+
+class ConditionalVAE(nn.Module):
+    """BCQ's behaviour model: encoder q(z | s, a) = N(mu, exp(log_std)), decoder `VAEDecoder`."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        latent_dim: int,
+        hidden: Sequence[int] = (750, 750),
+        latent_clip: float = 0.5,
+    ):
+        super().__init__()
+        self.encoder = mlp(obs_dim + act_dim, 2 * latent_dim, hidden)  # mean and log-std heads in one matmul
+        self.decoder = VAEDecoder(obs_dim, act_dim, latent_dim, hidden)
+        self.latent_dim = latent_dim
+        self.latent_clip = latent_clip
+
+    def encode(self, obs: Tensor, act: Tensor) -> tuple[Tensor, Tensor]:
+        mu, log_std = self.encoder(torch.cat([obs, act], dim=-1)).chunk(2, dim=-1)
+        return mu, log_std.clamp(-4.0, 15.0)  # BCQ's clamp: keeps exp(log_std) finite
+
+    def forward(self, obs: Tensor, act: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Reconstruction through a reparameterised posterior sample: (recon, mu, log_std)."""
+        mu, log_std = self.encode(obs, act)
+        z = mu + log_std.exp() * torch.randn_like(mu)
+        return self.decoder(obs, z), mu, log_std
+
+    def sample(self, obs: Tensor) -> Tensor:
+        """Actions from the prior, clipped to the latent box BCQ trusts ([-0.5, 0.5] by default)."""
+        z = torch.randn(obs.shape[0], self.latent_dim, device=obs.device, dtype=obs.dtype)
+        return self.decoder(obs, z.clamp(-self.latent_clip, self.latent_clip))
+
+
+class PerturbationActor(nn.Module):
+    """BCQ's xi_phi(s, a): a + phi * tanh(f(s, a)), clamped to [-1, 1] (a small correction of a)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (400, 300), phi: float = 0.05):
+        super().__init__()
+        self.net = mlp(obs_dim + act_dim, act_dim, hidden)
+        self.phi = phi
+
+    def forward(self, obs: Tensor, act: Tensor) -> Tensor:
+        xi = self.phi * torch.tanh(self.net(torch.cat([obs, act], dim=-1)))
+        return (act + xi).clamp(-1.0, 1.0)

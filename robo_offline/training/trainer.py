@@ -1,0 +1,154 @@
+"""The one training loop every algorithm runs on.
+
+The loop owns what algorithms should not: batch sampling, bf16 autocast, the non-finite guard,
+metrics, periodic evaluation, checkpoints and the learning-curve plot. Per step it issues only
+device work; the host reads values back at log, eval and checkpoint steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from robo_offline.algos import Algorithm
+from robo_offline.data import Batch
+from robo_offline.training.checkpoint import LAST, save_checkpoint
+from robo_offline.training.metrics import MetricsLogger
+from robo_offline.training.plots import plot_learning_curves
+from robo_offline.training.rng import rng_state
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN/inf; training stopped and the last good checkpoint was kept."""
+
+
+class LossWatch:
+    """Remembers the first step at which any loss was non-finite, with no host sync per step."""
+
+    def __init__(self, device: torch.device):
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.bad: Tensor | None = None
+        self.names: list[str] = []
+
+    def observe(self, step: int, losses: dict[str, Tensor]) -> None:
+        if not self.names:
+            self.names = list(losses)
+        bad = ~torch.isfinite(torch.stack([v.float() for v in losses.values()]))
+        new = (self.first_bad < 0) & bad.any()
+        self.first_bad = torch.where(new, step, self.first_bad)
+        self.bad = bad if self.bad is None else torch.where(new, bad, self.bad)
+
+    def check(self, last_good: Path | None) -> None:
+        step = int(self.first_bad)
+        if step < 0:
+            return
+        names = [n for n, b in zip(self.names, self.bad.tolist()) if b]
+        kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint had been written yet"
+        raise NonFiniteLossError(
+            f"loss {', '.join(repr(n) for n in names)} became non-finite at step {step}; training stopped and {kept}. "
+            "Try a lower learning rate, train.grad_clip, or check the data with `robo-offline inspect`."
+        )
+
+
+@dataclass
+class LoopConfig:
+    steps: int
+    log_every: int
+    eval_every: int
+    checkpoint_every: int
+    bf16: bool = False
+    progress: bool = True
+
+
+class Trainer:
+    """Runs `algo.update` on batches from `sample` for `cfg.steps` steps, resumable at any checkpoint.
+
+    `evaluate(step)` returns evaluation metrics (return, success, ...); `extra_state()` adds
+    run-specific entries (normaliser, config, online buffer) to every checkpoint;
+    `generators` are the torch generators whose state must survive a resume.
+    """
+
+    def __init__(
+        self,
+        algo: Algorithm,
+        sample: Callable[[], Batch],
+        cfg: LoopConfig,
+        run_dir: Path,
+        evaluate: Callable[[int], dict[str, Any]] | None = None,
+        extra_state: Callable[[], dict[str, Any]] | None = None,
+        generators: dict[str, torch.Generator] | None = None,
+        before_update: Callable[[int], dict[str, Any] | None] | None = None,
+    ):
+        self.algo, self.sample, self.cfg, self.run_dir = algo, sample, cfg, Path(run_dir)
+        self.evaluate, self.extra_state = evaluate, extra_state
+        self.before_update = before_update
+        self.generators = generators or {}
+        self.device = next(algo.parameters()).device
+        self.metrics = MetricsLogger(self.run_dir)
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.last_checkpoint: Path | None = None
+        self.last_eval: dict[str, Any] = {}
+
+    def fit(self, start_step: int = 0) -> dict[str, Any]:
+        cfg, watch = self.cfg, LossWatch(self.device)
+        sums: dict[str, Tensor] = {}
+        autocast = _autocast(self.device, cfg.bf16)
+        bar = tqdm(range(start_step + 1, cfg.steps + 1), desc=f"{type(self.algo).__name__}", disable=not cfg.progress,
+                   initial=start_step, total=cfg.steps, dynamic_ncols=True, mininterval=1.0)
+        for step in bar:
+            extra = self.before_update(step) if self.before_update else None
+            batch = self.sample()
+            with autocast:
+                losses = self.algo.update(batch)
+            watch.observe(step, losses)
+            for k, v in losses.items():
+                sums[k] = sums[k] + v if k in sums else v.clone()
+            if step % cfg.log_every == 0:
+                watch.check(self.last_checkpoint)
+                row = {k: float(v) / cfg.log_every for k, v in sums.items()} | (extra or {})
+                sums.clear()
+                self.metrics.log("train", step, row)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(row.items())[:3]}, refresh=False)
+            if self.evaluate is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                watch.check(self.last_checkpoint)
+                self.last_eval = self.evaluate(step)
+                self.metrics.log("eval", step, self.last_eval)
+                bar.write(f"step {step}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.last_eval.items()))
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                watch.check(self.last_checkpoint)
+                self.save(step)
+        bar.close()
+        self.metrics.close()
+        plot_learning_curves(self.run_dir)
+        return self.last_eval
+
+    def save(self, step: int) -> Path:
+        state = {
+            "step": step,
+            "algo": self.algo.training_state(),
+            "rng": rng_state(self.generators),
+            **(self.extra_state() if self.extra_state else {}),
+        }
+        self.last_checkpoint = save_checkpoint(state, self.checkpoint_dir, step)
+        return self.last_checkpoint
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.checkpoint_dir / LAST
+
+
+def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)

@@ -1,0 +1,69 @@
+"""Config composition: groups, files, overrides, typed validation, round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from robo_offline import config as C
+
+
+def test_groups_and_overrides_compose_onto_typed_schema():
+    cfg = C.compose(["task=pusher", "algo=bc", "train.steps=123", "algo.lr=0.5"])
+    assert cfg.task.env_id == "Pusher-v5"
+    assert cfg.train.steps == 123 and isinstance(cfg.train.steps, int)
+    assert cfg.algo.name == "bc" and cfg.algo.lr == 0.5
+    obj = C.to_object(cfg)
+    assert type(obj.algo).__name__ == "BCConfig"
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("train.stepz=5", "train.stepz"),
+        ("algo.not_a_field=1", "algo.not_a_field"),
+        ("train.steps=many", "train.steps"),
+        ("train.steps=0", "train.steps"),
+        ("task.nonfinite=ignore", "task.nonfinite"),
+        ("algo.gamma=1.5", "algo.gamma"),
+    ],
+)
+def test_bad_overrides_are_rejected_naming_the_key(override, fragment):
+    with pytest.raises(C.ConfigError, match=fragment.replace(".", r"\.")):
+        C.compose([override])
+
+
+def test_unknown_group_lists_the_options():
+    with pytest.raises(C.ConfigError, match="available"):
+        C.compose(["algo=nope"])
+
+
+def test_override_without_equals_is_rejected():
+    with pytest.raises(C.ConfigError, match="key=value"):
+        C.compose(["train.steps"])
+
+
+def test_user_file_layers_and_selects_its_algorithm(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("algo:\n  name: bc\n  lr: 0.25\ntrain:\n  batch_size: 64\n")
+    cfg = C.compose(["train.steps=7"], [f])
+    assert cfg.algo.lr == 0.25 and cfg.train.batch_size == 64 and cfg.train.steps == 7
+
+
+def test_unknown_key_in_user_file_is_rejected(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("train:\n  learning_rate: 1\n")
+    with pytest.raises(C.ConfigError, match="learning_rate"):
+        C.compose([], [f])
+
+
+def test_saved_config_reloads_identically(tmp_path):
+    cfg = C.compose(["train.steps=42", "algo.lr=0.01"])
+    C.save(cfg, tmp_path / "config.yaml")
+    again = C.load_saved(tmp_path / "config.yaml")
+    assert C.as_dict(again) == C.as_dict(cfg)
+    assert C.load_saved(tmp_path / "config.yaml", ["train.steps=43"]).train.steps == 43
+
+
+def test_inconsistent_safety_config_is_rejected_at_load():
+    with pytest.raises(C.ConfigError, match="safety"):
+        C.compose(["safety.action_low=[1.0]", "safety.action_high=[-1.0]"])
