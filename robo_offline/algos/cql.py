@@ -1,0 +1,212 @@
+"""Conservative Q-Learning (Kumar et al. 2020), continuous actions, on a SAC backbone.
+
+Follows the official JAX code (young-geng/CQL, also the base of Cal-QL's JaxCQL) and CORL's
+`cql.py`. The critic minimises Bellman MSE + cql_alpha * (logsumexp_a Q(s, a) - Q(s, a_data)):
+Q is pushed down on out-of-distribution actions and up on the logged ones. The logsumexp over
+actions is estimated by importance sampling from N uniform actions and N policy actions drawn
+at s and at s' (all evaluated at s), each weighted by its inverse proposal density.
+
+Every sampled action of a step comes from one batched actor call, and every Q(s, .) of the
+critic loss (data, uniform, current- and next-state policy actions) from one `Critic` call.
+Cal-QL changes only `bound_policy_q`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robo_offline.algos.base import AlgoConfig, Algorithm
+from robo_offline.data import Batch
+from robo_offline.nets import Critic, TanhGaussianActor, frozen, soft_update
+
+
+@dataclass
+class CQLConfig(AlgoConfig):
+    """Locomotion defaults of the CQL paper / official code (young-geng/CQL); CORL where they differ."""
+
+    name: str = "cql"
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 256, 256])  # paper and CORL: 3 x 256
+    actor_lr: float = 1e-4  # paper and official code (CORL's gym configs use 3e-5)
+    critic_lr: float = 3e-4
+    alpha_lr: float = 1e-4  # entropy temperature; the official code uses the actor's lr
+    tau: float = 0.005
+    n_critics: int = 2
+    n_actions: int = 10  # N sampled actions per proposal (uniform, pi(.|s), pi(.|s'))
+    cql_alpha: float = 5.0  # official code and CORL's ContinuousCQL default (CORL's gym yamls: 10.0)
+    temperature: float = 1.0  # of the logsumexp
+    lagrange: bool = False  # tune cql_alpha * alpha' so that the gap stays at target_action_gap
+    target_action_gap: float = 1.0  # official code's default (Cal-QL's antmaze runs: 0.8)
+    max_target_backup: bool = False  # target: max over N next-state policy actions of min_i Q_i
+    backup_entropy: bool = False  # subtract alpha * log pi(a'|s') in the target (off in CQL)
+    bc_steps: int = 0  # actor trained by maximum likelihood for the first bc_steps updates
+    reward_scale: float = 1.0  # r * reward_scale + reward_bias (e.g. 10 / -5 for sparse antmaze)
+    reward_bias: float = 0.0
+
+
+def entropy_temperature_loss(log_alpha: Tensor, log_pi: Tensor, target_entropy: float) -> Tensor:
+    """SAC's automatic entropy tuning: alpha grows while the policy's entropy is below target."""
+    return -(log_alpha * (log_pi.detach() + target_entropy)).mean()
+
+
+def sac_actor_loss(alpha: Tensor, log_pi: Tensor, value: Tensor) -> Tensor:
+    """alpha * log pi - value; value is min_i Q_i(s, a~pi), or log pi(a_data|s) during BC warm-up."""
+    return (alpha * log_pi - value).mean()
+
+
+def max_backup(q_next: Tensor, log_pi_next: Tensor) -> tuple[Tensor, Tensor]:
+    """Max over candidate next actions (N, B) -> (B,), with the log-prob of the chosen one."""
+    q_max, idx = q_next.max(0)
+    return q_max, log_pi_next.gather(0, idx.unsqueeze(0)).squeeze(0)
+
+
+def importance_sampled_logsumexp(
+    q_rand: Tensor,
+    q_cur: Tensor,
+    q_next: Tensor,
+    log_pi_cur: Tensor,
+    log_pi_next: Tensor,
+    act_dim: int,
+    temperature: float = 1.0,
+) -> Tensor:
+    """Estimate of log sum_a exp Q(s, a) from 3N proposal samples, per critic and state: (C, B).
+
+    q_*: (C, N, B) Q at s of uniform actions, of a ~ pi(.|s) and of a ~ pi(.|s'); log_pi_*: (N, B).
+    Each sample is divided by its proposal density (the uniform one on [-1, 1]^d is 0.5^d); the
+    constant log N of the mean is dropped, as in the official code (it does not move gradients).
+    """
+    log_uniform = act_dim * math.log(0.5)
+    cat = torch.cat([q_rand - log_uniform, q_next - log_pi_next, q_cur - log_pi_cur], dim=1)
+    return torch.logsumexp(cat / temperature, dim=1) * temperature
+
+
+def conservative_gap(ood: Tensor, q_data: Tensor) -> Tensor:
+    """Per critic, batch mean of (push-down estimate - Q of the logged action): (C,)."""
+    return (ood - q_data).mean(-1)
+
+
+class CQL(Algorithm):
+    config_class = CQLConfig
+
+    def __init__(self, cfg: CQLConfig, obs_dim: int, act_dim: int):
+        super().__init__(cfg, obs_dim, act_dim)
+        self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden_dims)
+        self.critic = Critic(obs_dim, act_dim, cfg.hidden_dims, cfg.n_critics)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.zeros(()))
+        self.log_alpha_prime = nn.Parameter(torch.ones(()))  # official init (alpha' = e); used if lagrange
+        self.target_entropy = -float(act_dim)
+        self.updates = 0  # host-side counter for the BC warm-up; checkpointed
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.optimizers["alpha"] = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        if cfg.lagrange:
+            self.optimizers["alpha_prime"] = torch.optim.Adam([self.log_alpha_prime], lr=cfg.critic_lr)
+
+    def reward_transform(self, episode_returns: Tensor) -> tuple[float, float]:
+        return self.cfg.reward_scale, self.cfg.reward_bias
+
+    # -- update -------------------------------------------------------------------------------
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        self.updates += 1
+        new_act, log_pi = self.actor.sample(batch.observations)
+        alpha_loss = entropy_temperature_loss(self.log_alpha, log_pi, self.target_entropy)
+        alpha = self.log_alpha.detach().exp()
+        # All losses from the same parameters (as the official code), then the steps; the actor
+        # steps before the critic because its graph goes through the critic's current weights.
+        actor_loss = self._actor_loss(batch, new_act, log_pi, alpha)
+        critic_loss, alpha_prime_loss, info = self._critic_loss(batch, alpha)
+        self.step("alpha", alpha_loss)
+        self.step("actor", actor_loss)
+        self.step("critic", critic_loss)
+        if self.cfg.lagrange:
+            self.step("alpha_prime", alpha_prime_loss)
+        soft_update(self.critic_target, self.critic, self.cfg.tau)
+        return {
+            "critic_loss": critic_loss.detach(),
+            "actor_loss": actor_loss.detach(),
+            "alpha_loss": alpha_loss.detach(),
+            "alpha": alpha,
+            "alpha_prime_loss": alpha_prime_loss.detach(),
+            "log_pi": log_pi.detach().mean(),
+            **info,
+        }
+
+    def _actor_loss(self, batch: Batch, new_act: Tensor, log_pi: Tensor, alpha: Tensor) -> Tensor:
+        if self.updates <= self.cfg.bc_steps:
+            return sac_actor_loss(alpha, log_pi, self.actor.log_prob(batch.observations, batch.actions))
+        with frozen(self.critic):  # gradients to the actor only
+            q_pi = self.critic(batch.observations, new_act).min(0).values
+        return sac_actor_loss(alpha, log_pi, q_pi)
+
+    def _critic_loss(self, batch: Batch, alpha: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        cfg = self.cfg
+        obs, next_obs = batch.observations, batch.next_observations
+        b, n = obs.shape[0], cfg.n_actions
+        n_next = n if cfg.max_target_backup else 1
+        with torch.no_grad():
+            # One actor call: backup actions at s', CQL candidates at s and at s'.
+            sample_obs = torch.cat([next_obs.repeat(n_next, 1), obs.repeat(n, 1), next_obs.repeat(n, 1)])
+            acts, log_pis = self.actor.sample(sample_obs)
+            next_act, cql_act = acts.split([n_next * b, 2 * n * b])
+            next_log_pi, cql_log_pi = log_pis.split([n_next * b, 2 * n * b])
+            td_target = self._td_target(batch, next_act, next_log_pi.view(n_next, b), alpha)
+            rand_act = torch.empty(n * b, self.act_dim, device=obs.device, dtype=obs.dtype).uniform_(-1.0, 1.0)
+        # One critic call for every Q(s, .): data, uniform, pi(.|s) and pi(.|s') actions.
+        q = self.critic(obs.repeat(3 * n + 1, 1), torch.cat([batch.actions, rand_act, cql_act]))
+        q_data = q[:, :b]
+        q_rand, q_cur, q_next = q[:, b:].reshape(-1, 3, n, b).unbind(1)
+        q_cur, q_next, info = self.bound_policy_q(q_cur, q_next, batch)
+        log_pi_cur, log_pi_next = cql_log_pi.view(2, n, b).unbind(0)
+        ood = importance_sampled_logsumexp(
+            q_rand, q_cur, q_next, log_pi_cur, log_pi_next, self.act_dim, cfg.temperature
+        )
+        gap = conservative_gap(ood, q_data)
+        penalty, alpha_prime_loss, alpha_prime = self._penalty(gap)
+        bellman = (q_data - td_target).pow(2).mean(-1)
+        critic_loss = (bellman + penalty).sum()
+        info = {"q_data": q_data.detach().mean(), "cql_gap": gap.detach().mean(), "alpha_prime": alpha_prime, **info}
+        return critic_loss, alpha_prime_loss, info
+
+    def _td_target(self, batch: Batch, next_act: Tensor, next_log_pi: Tensor, alpha: Tensor) -> Tensor:
+        n_next = next_log_pi.shape[0]
+        q = self.critic_target(batch.next_observations.repeat(n_next, 1), next_act).min(0).values
+        q_next, log_pi = max_backup(q.view(n_next, -1), next_log_pi)
+        if self.cfg.backup_entropy:
+            q_next = q_next - alpha * log_pi
+        return batch.rewards + self.cfg.gamma * (1.0 - batch.terminals) * q_next
+
+    def _penalty(self, gap: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """cql_alpha * gap per critic; with `lagrange`, scaled by alpha' and offset by the target gap."""
+        cfg = self.cfg
+        if not cfg.lagrange:
+            zero = gap.new_zeros(())
+            return cfg.cql_alpha * gap, zero, zero
+        alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
+        penalty = alpha_prime.detach() * cfg.cql_alpha * (gap - cfg.target_action_gap)
+        alpha_prime_loss = -(alpha_prime * cfg.cql_alpha * (gap.detach() - cfg.target_action_gap)).mean()
+        return penalty, alpha_prime_loss, alpha_prime.detach()
+
+    def bound_policy_q(self, q_cur: Tensor, q_next: Tensor, batch: Batch) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Hook on the policy candidates' Q values (C, N, B) before the logsumexp; identity in CQL."""
+        return q_cur, q_next, {}
+
+    # -- policy and state ---------------------------------------------------------------------
+    def policy(self) -> nn.Module:
+        """tanh of the Gaussian mean."""
+        return self.actor
+
+    def training_state(self) -> dict[str, Any]:
+        return {**super().training_state(), "updates": self.updates}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        super().load_training_state(state)
+        self.updates = int(state["updates"])
