@@ -1,0 +1,325 @@
+"""`TransitionDataset`: a logged dataset as flat torch tensors, sampled on the training device."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from robo_offline.data.errors import DatasetError
+from robo_offline.data.hdf5_io import as_bool
+from robo_offline.data.raw import RawTransitions, concat_episodes
+from robo_offline.data.returns import compute_mc_returns
+from robo_offline.data.validation import handle_nonfinite
+
+if TYPE_CHECKING:
+    from sim.episode import Episode
+
+EPISODES_SOURCE = "<episodes>"
+
+
+class Batch(NamedTuple):
+    """One sampled minibatch; float32 tensors on the dataset's device, leading dim B."""
+
+    observations: Tensor  # (B, obs_dim)
+    actions: Tensor  # (B, act_dim)
+    rewards: Tensor  # (B,)
+    next_observations: Tensor  # (B, obs_dim)
+    terminals: Tensor  # (B,) 1.0 where the episode terminated (no bootstrapping)
+    mc_returns: Tensor  # (B,) discounted return-to-go, see `compute_mc_returns`
+
+
+class TransitionDataset:
+    """Transitions of a logged dataset, one row each, as contiguous tensors on one device.
+
+    Episodes are contiguous row ranges; each ends at a terminal (`terminals` = 1) or a timeout
+    (`timeouts` = 1: cut by a time limit, a gap in the log or the end of the data, so
+    bootstrapping continues through it). `mc_returns` is the discounted return-to-go inside the
+    episode (see `compute_mc_returns`). Keeping everything in device tensors makes `sample` a
+    handful of index_select calls with no host round trip.
+    """
+
+    def __init__(
+        self,
+        observations: Tensor,
+        actions: Tensor,
+        rewards: Tensor,
+        next_observations: Tensor,
+        terminals: Tensor,
+        timeouts: Tensor,
+        episode_ids: Tensor,
+        mc_returns: Tensor,
+        *,
+        metadata: dict | None = None,
+        gamma: float = 0.99,
+        n_episodes: int | None = None,
+    ) -> None:
+        self.observations = observations.contiguous()
+        self.actions = actions.contiguous()
+        self.rewards = rewards.contiguous()
+        self.next_observations = next_observations.contiguous()
+        self.terminals = terminals.contiguous()
+        self.timeouts = timeouts.contiguous()
+        self.episode_ids = episode_ids.contiguous()
+        self.mc_returns = mc_returns.contiguous()
+        self.metadata = dict(metadata or {})
+        self.gamma = float(gamma)
+        self._n_episodes = n_episodes
+        self._check_shapes()
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_raw(
+        cls, raw: RawTransitions, gamma: float = 0.99, device: str | torch.device = "cpu"
+    ) -> TransitionDataset:
+        """Tensors from validated numpy arrays: episode ids and MC returns computed here, once."""
+        ends = raw.episode_ends()
+        timeouts = ends & ~raw.terminals  # every end that is not terminal, incl. the end of data
+        end_rows = np.flatnonzero(ends)
+        episode_ids = np.repeat(np.arange(len(end_rows), dtype=np.int64), np.diff(end_rows, prepend=-1))
+        mc_returns = compute_mc_returns(raw.rewards, raw.terminals, ends, gamma)
+        metadata = {"source": raw.path, "format": raw.format, "n_dropped": 0, **raw.metadata}
+        return cls(
+            _to_tensor(raw.observations, device),
+            _to_tensor(raw.actions, device),
+            _to_tensor(raw.rewards, device),
+            _to_tensor(raw.next_observations, device),
+            _to_tensor(raw.terminals.astype(np.float32), device),
+            _to_tensor(timeouts.astype(np.float32), device),
+            _to_tensor(episode_ids, device),
+            _to_tensor(mc_returns, device),
+            metadata=metadata,
+            gamma=gamma,
+            n_episodes=len(end_rows),
+        )
+
+    @classmethod
+    def from_episodes(
+        cls,
+        episodes: Sequence[Episode],
+        gamma: float = 0.99,
+        metadata: dict | None = None,
+        *,
+        nonfinite: str = "fail",
+        device: str | torch.device = "cpu",
+    ) -> TransitionDataset:
+        """Dataset of in-memory episodes (online buffers, tests), identical to writing and loading them."""
+        if not episodes:
+            raise DatasetError(EPISODES_SOURCE, None, "no episodes given")
+        raw = concat_episodes(
+            EPISODES_SOURCE,
+            "episodes",
+            [np.asarray(ep.observations, np.float32).reshape(len(ep.observations), -1) for ep in episodes],
+            [np.asarray(ep.actions, np.float32).reshape(len(ep.actions), -1) for ep in episodes],
+            [np.asarray(ep.rewards, np.float32).reshape(-1) for ep in episodes],
+            [as_bool(np.asarray(ep.terminations)) for ep in episodes],
+            [as_bool(np.asarray(ep.truncations)) for ep in episodes],
+            metadata={"episode_success": [ep.success for ep in episodes], **(metadata or {})},
+            segments=([f"episode_{i}" for i in range(len(episodes))], [ep.length for ep in episodes]),
+        )
+        if len(raw) == 0:
+            raise DatasetError(EPISODES_SOURCE, None, "episodes contain zero transitions")
+        return cls.from_raw(handle_nonfinite(raw, nonfinite), gamma, device)
+
+    def to(self, device: str | torch.device) -> TransitionDataset:
+        """The same data on `device` (self when it is already there)."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        return self._replace(**{name: getattr(self, name).to(device) for name in _TENSOR_FIELDS})
+
+    # ------------------------------------------------------------------ sizes
+
+    @property
+    def device(self) -> torch.device:
+        return self.observations.device
+
+    @property
+    def n_transitions(self) -> int:
+        return self.observations.shape[0]
+
+    @property
+    def n_episodes(self) -> int:
+        if self._n_episodes is None:  # one host sync, cached: episode ids are 0..E-1 in row order
+            self._n_episodes = int(self.episode_ids[-1]) + 1 if self.n_transitions else 0
+        return self._n_episodes
+
+    @property
+    def obs_dim(self) -> int:
+        return self.observations.shape[1]
+
+    @property
+    def act_dim(self) -> int:
+        return self.actions.shape[1]
+
+    def __len__(self) -> int:
+        return self.n_transitions
+
+    def __repr__(self) -> str:
+        return (
+            f"TransitionDataset({self.n_transitions} transitions, {self.n_episodes} episodes, "
+            f"obs_dim={self.obs_dim}, act_dim={self.act_dim}, device={self.device}, "
+            f"source={self.metadata.get('source')!r})"
+        )
+
+    # ------------------------------------------------------------------ training-time access
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        """Uniform minibatch with replacement, drawn and gathered on the dataset's device.
+
+        A `generator` must live on the same device as the dataset.
+        """
+        index = torch.randint(self.n_transitions, (batch_size,), device=self.device, generator=generator)
+        return Batch(
+            self.observations.index_select(0, index),
+            self.actions.index_select(0, index),
+            self.rewards.index_select(0, index),
+            self.next_observations.index_select(0, index),
+            self.terminals.index_select(0, index),
+            self.mc_returns.index_select(0, index),
+        )
+
+    def observation_stats(self, eps: float = 1e-3) -> tuple[Tensor, Tensor]:
+        """Per-dimension mean and std of observations (std floored at `eps` so constant dims stay finite)."""
+        var, mean = torch.var_mean(self.observations.to(_accumulation_dtype(self.device)), dim=0, correction=0)
+        return mean.float(), var.sqrt().clamp_min(eps).float()
+
+    def episode_returns(self) -> Tensor:
+        """Undiscounted return of every episode, shape (n_episodes,), float32."""
+        dtype = _accumulation_dtype(self.device)
+        totals = torch.zeros(self.n_episodes, dtype=dtype, device=self.device)
+        return totals.index_add_(0, self.episode_ids, self.rewards.to(dtype)).float()
+
+    def transformed(
+        self,
+        *,
+        obs_mean: Tensor | np.ndarray | None = None,
+        obs_std: Tensor | np.ndarray | None = None,
+        reward_scale: float = 1.0,
+        reward_shift: float = 0.0,
+        action_low: Tensor | np.ndarray | None = None,
+        action_high: Tensor | np.ndarray | None = None,
+    ) -> TransitionDataset:
+        """A new dataset with normalised observations, affine rewards and actions in [-1, 1].
+
+        Observations and next observations become `(o - obs_mean) / obs_std`; rewards
+        `r * reward_scale + reward_shift`, with MC returns recomputed from them; actions are
+        mapped linearly from [action_low, action_high] to [-1, 1] (clamped, so values within
+        the loader's 1e-6 bound tolerance stay inside). The parameters are appended to
+        `metadata["transforms"]` so a policy can undo them at deployment.
+        """
+        observations, next_observations = self.observations, self.next_observations
+        if obs_mean is not None or obs_std is not None:
+            mean = self._vector(obs_mean, self.obs_dim, "obs_mean", default=0.0)
+            std = self._vector(obs_std, self.obs_dim, "obs_std", default=1.0)
+            if not bool(torch.all(std > 0)):
+                raise ValueError("obs_std must be positive in every dimension")
+            observations = (observations - mean) / std
+            next_observations = (next_observations - mean) / std
+        actions = self.actions
+        if (action_low is None) != (action_high is None):
+            raise ValueError("give both action_low and action_high, or neither")
+        if action_low is not None:
+            low = self._vector(action_low, self.act_dim, "action_low")
+            high = self._vector(action_high, self.act_dim, "action_high")
+            if not bool(torch.all(torch.isfinite(low) & torch.isfinite(high) & (high > low))):
+                raise ValueError("action bounds must be finite with action_high > action_low in every dimension")
+            actions = ((actions - low) * (2.0 / (high - low)) - 1.0).clamp(-1.0, 1.0)
+        rewards, mc_returns = self.rewards, self.mc_returns
+        if reward_scale != 1.0 or reward_shift != 0.0:
+            rewards = self.rewards * reward_scale + reward_shift
+            mc_returns = self._mc_returns_of(rewards)
+        record = {
+            "obs_mean": _numpy_or_none(obs_mean),
+            "obs_std": _numpy_or_none(obs_std),
+            "reward_scale": float(reward_scale),
+            "reward_shift": float(reward_shift),
+            "action_low": _numpy_or_none(action_low),
+            "action_high": _numpy_or_none(action_high),
+        }
+        metadata = {**self.metadata, "transforms": [*self.metadata.get("transforms", []), record]}
+        return self._replace(
+            observations=observations,
+            next_observations=next_observations,
+            actions=actions,
+            rewards=rewards,
+            mc_returns=mc_returns,
+            metadata=metadata,
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def _replace(self, **changes) -> TransitionDataset:
+        fields = {name: getattr(self, name) for name in _TENSOR_FIELDS}
+        fields.update({k: v for k, v in changes.items() if k in _TENSOR_FIELDS})
+        return TransitionDataset(
+            **fields,
+            metadata=changes.get("metadata", self.metadata),
+            gamma=self.gamma,
+            n_episodes=self._n_episodes,
+        )
+
+    def _mc_returns_of(self, rewards: Tensor) -> Tensor:
+        """MC returns for new rewards; computed on the host (a one-off, not a training-loop op)."""
+        ends = ((self.terminals > 0) | (self.timeouts > 0)).cpu().numpy()
+        returns = compute_mc_returns(rewards.cpu().numpy(), ends, ends, self.gamma)
+        return torch.from_numpy(returns).to(self.device)
+
+    def _vector(self, value, size: int, name: str, default: float | None = None) -> Tensor:
+        if value is None:
+            return torch.full((size,), float(default), device=self.device)
+        vector = torch.as_tensor(value, dtype=torch.float32, device=self.device).reshape(-1)
+        if vector.shape[0] != size:
+            raise ValueError(f"{name} has {vector.shape[0]} entries; expected {size}")
+        return vector
+
+    def _check_shapes(self) -> None:
+        n = self.observations.shape[0]
+        if self.observations.ndim != 2 or self.next_observations.shape != self.observations.shape:
+            raise ValueError("observations and next_observations must both be (N, obs_dim)")
+        if self.actions.ndim != 2 or self.actions.shape[0] != n:
+            raise ValueError("actions must be (N, act_dim)")
+        for name in ("rewards", "terminals", "timeouts", "episode_ids", "mc_returns"):
+            if getattr(self, name).shape != (n,):
+                raise ValueError(f"{name} must have shape ({n},), got {tuple(getattr(self, name).shape)}")
+        for name in _TENSOR_FIELDS:
+            expected = torch.int64 if name == "episode_ids" else torch.float32
+            if getattr(self, name).dtype != expected:
+                raise ValueError(f"{name} must be {expected}, got {getattr(self, name).dtype}")
+        devices = {getattr(self, name).device for name in _TENSOR_FIELDS}
+        if len(devices) != 1:
+            raise ValueError(f"all tensors must be on one device, found {devices}")
+
+
+_TENSOR_FIELDS = (
+    "observations",
+    "actions",
+    "rewards",
+    "next_observations",
+    "terminals",
+    "timeouts",
+    "episode_ids",
+    "mc_returns",
+)
+
+
+def _to_tensor(array: np.ndarray, device: str | torch.device, dtype: torch.dtype | None = None) -> Tensor:
+    """Zero-copy on CPU (`torch.from_numpy`); one transfer otherwise."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return tensor.to(device=device, dtype=dtype or tensor.dtype)
+
+
+def _accumulation_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
+def _numpy_or_none(value) -> np.ndarray | None:
+    if value is None:
+        return None
+    if isinstance(value, Tensor):
+        return value.detach().cpu().numpy().astype(np.float32)
+    return np.asarray(value, dtype=np.float32)

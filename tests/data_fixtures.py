@@ -1,0 +1,108 @@
+"""Builders for small dataset files in each on-disk layout, shared by the data-layer tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from sim.episode import Episode
+
+
+def reference_returns(rewards: np.ndarray, ends: np.ndarray, gamma: float) -> np.ndarray:
+    """Textbook backward recursion for the return-to-go, one transition at a time."""
+    out = np.zeros(len(rewards))
+    following = 0.0
+    for t in reversed(range(len(rewards))):
+        if ends[t] or t == len(rewards) - 1:
+            following = 0.0
+        following = rewards[t] + gamma * following
+        out[t] = following
+    return out
+
+
+def make_episode(
+    rng: np.random.Generator,
+    length: int,
+    obs_dim: int = 3,
+    act_dim: int = 2,
+    *,
+    terminated: bool = False,
+    success: bool | None = None,
+) -> Episode:
+    """A random episode ending in a termination or, otherwise, a truncation."""
+    terminations = np.zeros(length, dtype=bool)
+    truncations = np.zeros(length, dtype=bool)
+    (terminations if terminated else truncations)[-1] = True
+    return Episode(
+        observations=rng.standard_normal((length + 1, obs_dim)).astype(np.float32),
+        actions=rng.uniform(-1, 1, (length, act_dim)).astype(np.float32),
+        rewards=rng.standard_normal(length).astype(np.float32),
+        terminations=terminations,
+        truncations=truncations,
+        success=success,
+    )
+
+
+def write_d4rl(path: Path, arrays: dict[str, np.ndarray], attrs: dict | None = None) -> Path:
+    """A flat D4RL-layout file holding exactly `arrays` (so tests can leave keys out)."""
+    with h5py.File(path, "w") as f:
+        for key, value in arrays.items():
+            f[key] = value
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
+    return path
+
+
+def d4rl_arrays(rng: np.random.Generator, n: int = 20, obs_dim: int = 3, act_dim: int = 2) -> dict[str, np.ndarray]:
+    """n transitions in episodes of 5 steps: the second ends in a terminal, the others in timeouts
+    (an incomplete last episode has neither)."""
+    observations = rng.standard_normal((n + 1, obs_dim)).astype(np.float32)
+    terminals = np.zeros(n, dtype=bool)
+    timeouts = np.zeros(n, dtype=bool)
+    timeouts[4::5] = True
+    if n > 9:
+        timeouts[9], terminals[9] = False, True
+    return {
+        "observations": observations[:n].copy(),  # copies: tests corrupt one without the other
+        "next_observations": observations[1:].copy(),
+        "actions": rng.uniform(-1, 1, (n, act_dim)).astype(np.float32),
+        "rewards": rng.standard_normal(n).astype(np.float32),
+        "terminals": terminals,
+        "timeouts": timeouts,
+    }
+
+
+def write_robomimic(path: Path, demos: list[dict[str, object]], env_name: str | None = "Lift") -> Path:
+    """`demos`: dicts with obs/next_obs (dicts of arrays), actions, rewards, dones."""
+    with h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        if env_name is not None:
+            data.attrs["env_args"] = json.dumps({"env_name": env_name, "type": 1, "env_kwargs": {}})
+        for i, demo in enumerate(demos):
+            group = data.create_group(f"demo_{i}")
+            for part in ("obs", "next_obs"):
+                for key, value in demo[part].items():
+                    group[f"{part}/{key}"] = value
+            for key in ("actions", "rewards", "dones"):
+                group[key] = demo[key]
+            group.attrs["num_samples"] = len(demo["actions"])
+    return path
+
+
+def robomimic_demo(rng: np.random.Generator, length: int, *, done: bool) -> dict[str, object]:
+    """One demo with two observation keys: `eef_pos` (3) and `gripper` (2)."""
+    eef = rng.standard_normal((length + 1, 3)).astype(np.float32)
+    grip = rng.standard_normal((length + 1, 2)).astype(np.float32)
+    dones = np.zeros(length, dtype=np.int64)
+    if done:
+        dones[-1] = 1
+    return {
+        "obs": {"eef_pos": eef[:-1], "gripper": grip[:-1]},
+        "next_obs": {"eef_pos": eef[1:], "gripper": grip[1:]},
+        "actions": rng.uniform(-1, 1, (length, 4)).astype(np.float32),
+        "rewards": rng.standard_normal(length).astype(np.float64),
+        "dones": dones,
+    }

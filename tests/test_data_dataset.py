@@ -1,0 +1,139 @@
+"""`TransitionDataset`: sampling, statistics, transforms and building from in-memory episodes."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from data_fixtures import make_episode, reference_returns
+from robo_offline.data import Batch, DatasetError, TransitionDataset, load_dataset, write_minari_dataset
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture()
+def episodes():
+    rng = np.random.default_rng(0)
+    return [
+        make_episode(rng, 6, terminated=True, success=True),
+        make_episode(rng, 4, success=False),
+        make_episode(rng, 5),
+    ]
+
+
+@pytest.fixture()
+def dataset(episodes):
+    return TransitionDataset.from_episodes(episodes, gamma=0.9)
+
+
+def test_sample_shapes_dtypes_device(dataset):
+    batch = dataset.sample(32, generator=torch.Generator().manual_seed(0))
+    assert isinstance(batch, Batch)
+    assert batch.observations.shape == (32, 3) and batch.next_observations.shape == (32, 3)
+    assert batch.actions.shape == (32, 2)
+    assert batch.rewards.shape == batch.terminals.shape == batch.mc_returns.shape == (32,)
+    assert all(t.dtype == torch.float32 and t.device == dataset.device for t in batch)
+
+
+def test_sample_rows_are_consistent_transitions(dataset):
+    """Every sampled row is one dataset row: all fields come from the same index."""
+    batch = dataset.sample(64, generator=torch.Generator().manual_seed(1))
+    index = torch.cdist(batch.observations, dataset.observations).argmin(dim=1)
+    for name in Batch._fields:
+        torch.testing.assert_close(getattr(batch, name), getattr(dataset, name)[index])
+
+
+def test_sample_is_reproducible_with_a_generator(dataset):
+    first = dataset.sample(16, generator=torch.Generator().manual_seed(7))
+    second = dataset.sample(16, generator=torch.Generator().manual_seed(7))
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a, b)
+
+
+def test_sizes_and_episode_returns(dataset, episodes):
+    assert dataset.n_transitions == len(dataset) == 15
+    assert dataset.n_episodes == 3 and dataset.obs_dim == 3 and dataset.act_dim == 2
+    expected = [ep.total_return for ep in episodes]
+    np.testing.assert_allclose(dataset.episode_returns().numpy(), expected, rtol=1e-5)
+    assert dataset.metadata["episode_success"] == [True, False, None]
+
+
+def test_observation_stats(dataset):
+    mean, std = dataset.observation_stats()
+    obs = dataset.observations.double().numpy()
+    np.testing.assert_allclose(mean.numpy(), obs.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(std.numpy(), obs.std(0), rtol=1e-5)
+    constant = TransitionDataset.from_episodes([make_episode(np.random.default_rng(1), 4)])
+    constant.observations.zero_()
+    assert torch.equal(constant.observation_stats(eps=0.01)[1], torch.full((3,), 0.01))
+
+
+def test_transformed_normalises_maps_actions_and_recomputes_returns(dataset):
+    low, high = np.array([-2.0, 0.0]), np.array([2.0, 4.0])
+    raw_actions, raw_rewards = dataset.actions.clone(), dataset.rewards.clone()
+    dataset.actions.copy_(torch.as_tensor(low + (raw_actions.numpy() + 1) / 2 * (high - low)))  # now in [low, high]
+    mean, std = dataset.observation_stats()
+    out = dataset.transformed(
+        obs_mean=mean, obs_std=std, reward_scale=2.0, reward_shift=-1.0, action_low=low, action_high=high
+    )
+
+    torch.testing.assert_close(out.actions, raw_actions, atol=1e-5, rtol=0)  # back in [-1, 1]
+    assert out.actions.min() >= -1 and out.actions.max() <= 1
+    new_mean, new_std = out.observation_stats()
+    torch.testing.assert_close(new_mean, torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(new_std, torch.ones(3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.next_observations, (dataset.next_observations - mean) / std)
+    torch.testing.assert_close(out.rewards, raw_rewards * 2 - 1)
+    ends = (dataset.terminals + dataset.timeouts).numpy() > 0
+    expected_returns = reference_returns(out.rewards.double().numpy(), ends, dataset.gamma)
+    np.testing.assert_allclose(out.mc_returns.numpy(), expected_returns, rtol=1e-5, atol=1e-5)
+    assert out.metadata["transforms"][-1]["reward_scale"] == 2.0
+    torch.testing.assert_close(dataset.rewards, raw_rewards)  # the original is left untouched
+    assert out.terminals is dataset.terminals
+
+
+def test_transformed_rejects_bad_bounds(dataset):
+    with pytest.raises(ValueError, match="both"):
+        dataset.transformed(action_low=np.zeros(2))
+    with pytest.raises(ValueError, match="finite"):
+        dataset.transformed(action_low=np.zeros(2), action_high=np.array([1.0, np.inf]))
+    with pytest.raises(ValueError, match="entries"):
+        dataset.transformed(obs_mean=np.zeros(5))
+
+
+def test_from_episodes_agrees_with_write_then_load(tmp_path, episodes):
+    in_memory = TransitionDataset.from_episodes(episodes, gamma=0.95)
+    root = write_minari_dataset(
+        tmp_path / "ds",
+        episodes,
+        dataset_id="robo-offline/agree-v0",
+        env_id=None,
+        observation_space=gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+        action_space=gym.spaces.Box(-1, 1, (2,), np.float32),
+    )
+    loaded = load_dataset(root, gamma=0.95)
+    for name in (*Batch._fields, "timeouts", "episode_ids"):
+        torch.testing.assert_close(getattr(loaded, name), getattr(in_memory, name), rtol=0, atol=0)
+    assert loaded.metadata["episode_success"] == in_memory.metadata["episode_success"]
+
+
+def test_from_episodes_errors():
+    with pytest.raises(DatasetError, match="no episodes"):
+        TransitionDataset.from_episodes([])
+    episode = make_episode(np.random.default_rng(2), 3)
+    episode.rewards[1] = np.nan
+    with pytest.raises(DatasetError, match="NaN") as err:
+        TransitionDataset.from_episodes([episode])
+    assert err.value.key == "episode_0/rewards"
+
+
+def test_to_moves_every_tensor(dataset):
+    assert dataset.to("cpu") is dataset
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    moved = dataset.to("cuda")
+    assert all(getattr(moved, name).is_cuda for name in ("observations", "episode_ids", "mc_returns"))
+    batch = moved.sample(8, generator=torch.Generator(device="cuda").manual_seed(0))
+    assert all(t.is_cuda for t in batch)
