@@ -1,0 +1,56 @@
+"""Gymnasium wrappers shared by rollouts, data collection and evaluation."""
+
+from __future__ import annotations
+
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from deploy.safety import SafetyConfig, SafetyFilter
+
+
+class SafetyFilterWrapper(gym.Wrapper):
+    """Run every action through the deployment `SafetyFilter` before the simulator sees it.
+
+    Simulating with the same filter as the robot keeps training data, evaluation and
+    deployment consistent. The filter sees the latest observation (for its non-finite and
+    joint-limit checks) and is reset with the environment. Every step's info carries
+    `executed_action` (what the simulator actually received; store this, not the policy's
+    raw action) and `safety_interventions` (counts per kind since the last reset).
+    """
+
+    def __init__(self, env: gym.Env, safety: SafetyFilter | SafetyConfig) -> None:
+        super().__init__(env)
+        obs_dim, act_dim = _flat_dim(env.observation_space), _flat_dim(env.action_space)
+        if isinstance(safety, SafetyConfig):
+            safety = SafetyFilter(safety, obs_dim=obs_dim)
+        safety.config.validate(obs_dim=obs_dim, act_dim=act_dim)
+        self.safety_filter = safety.eval()
+        self._last_obs = torch.zeros(obs_dim)
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self.safety_filter.reset()
+        self._last_obs = _to_tensor(obs)
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        with torch.no_grad():
+            filtered = self.safety_filter(self._last_obs, _to_tensor(action))
+        executed = filtered.numpy().astype(self.env.action_space.dtype, copy=True)
+        obs, reward, terminated, truncated, info = self.env.step(executed)
+        self._last_obs = _to_tensor(obs)
+        info = {**info, "executed_action": executed.copy(), "safety_interventions": self.safety_filter.interventions()}
+        return obs, reward, terminated, truncated, info
+
+
+def _flat_dim(space: gym.Space) -> int:
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+        raise TypeError(f"SafetyFilterWrapper needs flat Box spaces, got {space}")
+    return int(space.shape[0])
+
+
+def _to_tensor(x: Any) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x, dtype=np.float32))
