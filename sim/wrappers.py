@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -25,7 +26,7 @@ class SafetyFilterWrapper(gym.Wrapper):
         super().__init__(env)
         obs_dim, act_dim = _flat_dim(env.observation_space), _flat_dim(env.action_space)
         if isinstance(safety, SafetyConfig):
-            safety = SafetyFilter(safety, obs_dim=obs_dim)
+            safety = SafetyFilter(with_env_bounds(safety, env.action_space), obs_dim=obs_dim)
         safety.config.validate(obs_dim=obs_dim, act_dim=act_dim)
         self.safety_filter = safety.eval()
         self._last_obs = torch.zeros(obs_dim)
@@ -44,6 +45,15 @@ class SafetyFilterWrapper(gym.Wrapper):
         self._last_obs = _to_tensor(obs)
         info = {**info, "executed_action": executed.copy(), "safety_interventions": self.safety_filter.interventions()}
         return obs, reward, terminated, truncated, info
+
+
+def with_env_bounds(config: SafetyConfig, action_space: gym.Space) -> SafetyConfig:
+    """A config without bounds takes the environment's action bounds (the least a filter must enforce)."""
+    if config.action_low or config.action_high:
+        return config
+    low = [float(x) for x in np.asarray(action_space.low, dtype=np.float64).reshape(-1)]
+    high = [float(x) for x in np.asarray(action_space.high, dtype=np.float64).reshape(-1)]
+    return dataclasses.replace(config, action_low=low, action_high=high)
 
 
 def _flat_dim(space: gym.Space) -> int:
