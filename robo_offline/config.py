@@ -73,11 +73,31 @@ class TrainConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """Online phase: from an offline run (`source`), or from scratch (`robo-offline train-online`)."""
+
+    source: str = ""  # offline run directory; empty for online training from scratch
+    env_steps: int = 20_000  # online transitions collected in total
+    num_envs: int = 2  # gymnasium vector environments stepped together
+    utd_ratio: int = 1  # gradient updates per collected transition
+    online_fraction: float = 0.5  # share of each batch drawn from online data
+    buffer_size: int = 1_000_000
+    eval_every: int = 2_000  # env steps
+    checkpoint_every: int = 5_000  # env steps
+    continue_as: str = "auto"  # auto | calql | cql | iql | sac (see robo_offline/finetune.py)
+    cql_alpha: float | None = None  # conservative weight online; null keeps the offline value
+    distill_steps: int = 2_000  # policy distillation when converting BCQ/TD3+BC/BC (or IQL) to Cal-QL
+    random_steps: int = 0  # uniform-random actions first (online from scratch)
+    seed: int = 0
+
+
+@dataclass
 class RunConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     run_dir: str = ""  # empty: runs/<task>-<algo>-<timestamp>
 
 
@@ -141,14 +161,22 @@ def compose(
     except OmegaConfBaseException as e:
         raise ConfigError(f"bad override: {e}") from None
     all_layers = [*group_layers, *file_layers, cli]
-    algo_name = selected["algo"]
-    schema = OmegaConf.structured(RunConfig(algo=algorithm_class(algo_name).config_class()))
+    schema = schema_for(selected["algo"])
     try:
         cfg = OmegaConf.merge(schema, *all_layers)
     except OmegaConfBaseException as e:
         raise ConfigError(_explain(e)) from None
     validate(cfg)
     return cfg
+
+
+def schema_for(algo_name: str) -> DictConfig:
+    """The typed schema of a run whose `algo` section is `algo_name`'s config dataclass."""
+    try:
+        algo_cfg = algorithm_class(algo_name).config_class()
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return OmegaConf.structured(RunConfig(algo=algo_cfg))
 
 
 def _last_algo_name(layers: list[DictConfig]) -> str | None:
@@ -183,6 +211,11 @@ def validate(cfg: DictConfig) -> None:
     _check(tr.threads >= 0, "train.threads", "must be >= 0")
     _check(tr.grad_clip is None or tr.grad_clip > 0, "train.grad_clip", "must be > 0 or null")
     _check(tr.device == "auto" or tr.device.split(":")[0] in ("cpu", "cuda", "mps"), "train.device", f"{tr.device!r} is not auto|cpu|cuda[:N]")
+    ft = cfg.finetune
+    for key in ("env_steps", "num_envs", "utd_ratio", "buffer_size", "eval_every", "checkpoint_every"):
+        _check(ft[key] > 0, f"finetune.{key}", "must be > 0")
+    _check(0.0 <= ft.online_fraction <= 1.0, "finetune.online_fraction", "must be in [0, 1]")
+    _check(ft.continue_as in ("auto", "calql", "cql", "iql", "sac"), "finetune.continue_as", f"{ft.continue_as!r} is not auto|calql|cql|iql|sac")
     _check(0.0 < cfg.algo.gamma <= 1.0, "algo.gamma", "must be in (0, 1]")
     safety = to_object(cfg).safety
     try:
@@ -204,8 +237,7 @@ def save(cfg: DictConfig, path: str | Path) -> None:
 def load_saved(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     """Reload a run's saved config (for resume and export), optionally overriding fields."""
     saved = _read_yaml(Path(path))
-    algo_name = OmegaConf.select(saved, "algo.name")
-    schema = OmegaConf.structured(RunConfig(algo=algorithm_class(algo_name).config_class()))
+    schema = schema_for(OmegaConf.select(saved, "algo.name"))
     _, dotlist = _split_args(overrides)
     try:
         cfg = OmegaConf.merge(schema, saved, OmegaConf.from_dotlist(dotlist))

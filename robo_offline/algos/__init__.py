@@ -8,9 +8,12 @@ from robo_offline.algos.bcq import BCQ
 from robo_offline.algos.calql import CalQL
 from robo_offline.algos.cql import CQL
 from robo_offline.algos.iql import IQL
+from robo_offline.algos.sac import SAC
 from robo_offline.algos.td3bc import TD3BC
 
-ALGORITHMS: dict[str, type[Algorithm]] = {"bc": BC, "iql": IQL, "cql": CQL, "calql": CalQL, "bcq": BCQ, "td3bc": TD3BC}
+ALGORITHMS: dict[str, type[Algorithm]] = {
+    "bc": BC, "iql": IQL, "cql": CQL, "calql": CalQL, "bcq": BCQ, "td3bc": TD3BC, "sac": SAC,
+}
 
 
 def algorithm_class(name: str) -> type[Algorithm]:

@@ -59,7 +59,7 @@ def write_minari_dataset(
     if clashes:
         raise ValueError(f"extra_metadata may not set Minari's own keys: {sorted(clashes)}")
 
-    root = Path(path)
+    root = Path(path).resolve()  # minari's storage mis-joins relative paths
     data_dir = root / "data"
     if (data_dir / "metadata.json").exists():
         raise FileExistsError(f"{data_dir} already holds a Minari dataset; delete it or choose another path")

@@ -1,0 +1,76 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018): the online backbone of CQL/Cal-QL, without conservatism.
+
+Used by `robo-offline train-online` to learn from scratch in simulation (e.g. the behaviour
+policies of the Hopper data tiers). Twin Q in one batched ensemble, automatic entropy tuning.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from robo_offline.algos.base import AlgoConfig, Algorithm
+from robo_offline.algos.cql import entropy_temperature_loss, sac_actor_loss
+from robo_offline.data import Batch
+from robo_offline.nets import Critic, TanhGaussianActor, frozen, soft_update
+
+
+@dataclass
+class SACConfig(AlgoConfig):
+    """Defaults of the SAC paper (v2, automatic temperature)."""
+
+    name: str = "sac"
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    tau: float = 0.005
+    n_critics: int = 2
+
+
+def soft_td_target(reward: Tensor, terminal: Tensor, q_next: Tensor, log_pi_next: Tensor, alpha: Tensor, gamma: float) -> Tensor:
+    """r + gamma (1 - d) (min_i Q_i(s', a') - alpha log pi(a'|s'))."""
+    return reward + gamma * (1.0 - terminal) * (q_next - alpha * log_pi_next)
+
+
+class SAC(Algorithm):
+    config_class = SACConfig
+
+    def __init__(self, cfg: SACConfig, obs_dim: int, act_dim: int):
+        super().__init__(cfg, obs_dim, act_dim)
+        self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden_dims)
+        self.critic = Critic(obs_dim, act_dim, cfg.hidden_dims, cfg.n_critics)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = nn.Parameter(torch.zeros(()))
+        self.target_entropy = -float(act_dim)
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        self.optimizers["alpha"] = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        alpha = self.log_alpha.detach().exp()
+        with torch.no_grad():
+            next_act, next_log_pi = self.actor.sample(batch.next_observations)
+            q_next = self.critic_target(batch.next_observations, next_act).min(0).values
+            target = soft_td_target(batch.rewards, batch.terminals, q_next, next_log_pi, alpha, self.cfg.gamma)
+        q = self.critic(batch.observations, batch.actions)
+        critic_loss = (q - target).pow(2).mean(-1).sum()
+        new_act, log_pi = self.actor.sample(batch.observations)
+        with frozen(self.critic):
+            actor_loss = sac_actor_loss(alpha, log_pi, self.critic(batch.observations, new_act).min(0).values)
+        alpha_loss = entropy_temperature_loss(self.log_alpha, log_pi, self.target_entropy)
+        # The actor's graph goes through the critic's current weights: step it before the critic.
+        self.step("actor", actor_loss)
+        self.step("alpha", alpha_loss)
+        self.step("critic", critic_loss)
+        soft_update(self.critic_target, self.critic, self.cfg.tau)
+        return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
+                "alpha_loss": alpha_loss.detach(), "alpha": alpha, "q_data": q.detach().mean()}
+
+    def policy(self) -> nn.Module:
+        return self.actor

@@ -1,0 +1,178 @@
+"""`robo-offline` command line: one entry point for collect, inspect, pretrain, export and the main job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from robo_offline import config as config_lib
+from robo_offline.config import ConfigError
+from deploy.export import ExportParityError
+from robo_offline.data import DatasetError
+from robo_offline.training.trainer import NonFiniteLossError
+
+OVERRIDES_HELP = "config overrides: task=NAME algo=NAME section.key=value (e.g. train.steps=5000)"
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
+    p.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML file layered over the task/algo configs")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from robo_offline.pretrain import pretrain
+
+    if args.resume:
+        cfg = config_lib.load_saved(Path(args.resume) / "config.yaml", args.overrides)
+    else:
+        cfg = config_lib.compose(args.overrides, args.config)
+    ctx, result = pretrain(cfg, resume=Path(args.resume) if args.resume else None)
+    _report(ctx.run_dir, result)
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from robo_offline.finetune import finetune, online_run_config
+
+    source, overrides = args.source, list(args.overrides)
+    if source and "=" in source:  # `finetune --resume DIR key=value`: no source given
+        source, overrides = None, [source, *overrides]
+    if args.resume:
+        cfg = config_lib.load_saved(Path(args.resume) / "config.yaml", overrides)
+    else:
+        if not source:
+            raise ConfigError("finetune needs the offline run directory: robo-offline finetune RUN_DIR [overrides]")
+        cfg = online_run_config(Path(source), overrides)
+    ctx, result = finetune(cfg, resume=Path(args.resume) if args.resume else None)
+    _report(ctx.run_dir, result)
+    return 0
+
+
+def cmd_train_online(args: argparse.Namespace) -> int:
+    from robo_offline.finetune import train_online
+
+    if args.resume:
+        cfg = config_lib.load_saved(Path(args.resume) / "config.yaml", args.overrides)
+    else:
+        cfg = config_lib.compose(args.overrides, args.config, defaults={"algo": "sac"})
+    ctx, result = train_online(cfg, resume=Path(args.resume) if args.resume else None)
+    _report(ctx.run_dir, result)
+    return 0
+
+
+def _report(run_dir: Path, result: dict) -> None:
+    print(f"run directory: {run_dir}")
+    if result:
+        print("final evaluation: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from robo_offline.demos import collect_episodes, summarize, write_demo_log
+
+    safety = None
+    if args.safety:
+        from deploy.safety import SafetyConfig
+
+        safety = SafetyConfig.from_dict(dict(config_lib.OmegaConf.to_container(config_lib.OmegaConf.load(args.safety))))
+    episodes = collect_episodes(args.env, args.behaviour, args.episodes, seed=args.seed, quality=args.quality,
+                                safety=safety, policy_path=args.policy)
+    name = args.name or f"{args.env.split('-')[0].lower()}-{args.behaviour}-{args.quality}"
+    path = write_demo_log(args.out, episodes, args.env, name, f"{args.behaviour} ({args.quality}) on {args.env}",
+                          {"behaviour": args.behaviour, "quality": str(args.quality)})
+    stats = summarize(episodes)
+    print(f"wrote {stats['episodes']} episodes to {path}: mean return {stats['mean_return']:.2f} +- {stats['std_return']:.2f}"
+          + (f", success {stats['success_rate']:.0%}" if stats["success_rate"] is not None else ""))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from robo_offline.data import inspect_dataset
+
+    report = inspect_dataset(args.file, format=args.format, obs_keys=args.obs_keys)
+    print(report)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from robo_offline.export import export_run
+
+    files = export_run(args.run_dir, tuple(args.formats), args.out, Path(args.checkpoint) if args.checkpoint else None)
+    for fmt, path in files.items():
+        print(f"{fmt}: {path}")
+    return 0
+
+
+def cmd_main_job(args: argparse.Namespace) -> int:
+    from robo_offline.pipeline import run_main_job
+
+    run_main_job(args.overrides, args.config)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robo-offline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="offline pretraining (algo=bc|iql|cql|bcq|td3bc|calql)")
+    _add_config_args(p)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("finetune", help="online fine-tuning of an offline run in simulation (Cal-QL style)")
+    p.add_argument("source", nargs="?", help="offline run directory (omit with --resume)")
+    p.add_argument("overrides", nargs="*", help="section.key=value, e.g. finetune.env_steps=50000")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a fine-tuning run from its last checkpoint")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("train-online", help="online training from scratch in simulation (SAC)")
+    _add_config_args(p)
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.set_defaults(func=cmd_train_online)
+
+    p = sub.add_parser("collect", help="record a demo log (Minari layout) from a behaviour in simulation")
+    p.add_argument("--env", default="Pusher-v5", help="gymnasium environment id")
+    p.add_argument("--behaviour", default="scripted", help="scripted | random | policy (with --policy)")
+    p.add_argument("--quality", default="expert", help="scripted demonstrator quality: expert | medium | poor | 0..1")
+    p.add_argument("--policy", help="exported policy file (.pt) for --behaviour policy")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--safety", help="safety-filter YAML (default: the environment's action bounds only)")
+    p.add_argument("--name", help="dataset name stored in the metadata")
+    p.add_argument("--out", required=True, help="output directory (a Minari dataset directory)")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("inspect", help="summarise and validate a dataset file")
+    p.add_argument("file")
+    p.add_argument("--format", default="auto", choices=["auto", "d4rl", "minari", "robomimic"])
+    p.add_argument("--obs-keys", nargs="+", help="robomimic/Minari dict observation keys, in order")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("export", help="export a run's policy (TorchScript .pt and AOTInductor .pt2), parity-checked")
+    p.add_argument("run_dir")
+    p.add_argument("--formats", nargs="+", default=["torchscript", "pt2"], choices=["torchscript", "pt2"])
+    p.add_argument("--out", help="output path without suffix (default RUN_DIR/export/policy)")
+    p.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/last.pt)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("main", help="the main job on built-in demos: collect -> pretrain -> fine-tune -> export -> table")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_main_job)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DatasetError, ExportParityError, NonFiniteLossError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is kept (resume with --resume RUN_DIR)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Demo logs the project records itself: the built-in data, so nothing is ever downloaded."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from deploy.safety import SafetyConfig
+from robo_offline.data import write_minari_dataset
+from sim.behaviours import make_behaviour
+from sim.envs import make_env
+from sim.episode import Episode
+from sim.rollout import rollout_episodes
+from sim.scores import REFERENCE_RETURNS
+from sim.wrappers import SafetyFilterWrapper
+
+
+def collect_episodes(
+    env_id: str,
+    behaviour: str,
+    episodes: int,
+    seed: int = 0,
+    quality: str | float = "expert",
+    safety: SafetyConfig | None = None,
+    policy_path: str | None = None,
+    progress: bool = True,
+) -> list[Episode]:
+    """Roll out a behaviour through the safety filter; episodes hold the executed actions."""
+    env = make_env(env_id, seed=seed)
+    env = SafetyFilterWrapper(env, safety or SafetyConfig())
+    agent = make_behaviour(behaviour, env, quality=quality, seed=seed, policy_path=policy_path)
+    try:
+        return rollout_episodes(env, agent, episodes, seed=seed, progress=progress, desc=f"{behaviour}:{quality}")
+    finally:
+        env.close()
+
+
+def write_demo_log(path: str | Path, episodes: list[Episode], env_id: str, name: str, description: str,
+                   extra_metadata: dict | None = None) -> Path:
+    """Write episodes in Minari's layout (with the env's reference scores where known)."""
+    env = make_env(env_id)
+    ref = REFERENCE_RETURNS.get(env_id)
+    try:
+        return write_minari_dataset(
+            path, episodes, dataset_id=f"robo-offline/{name}-v0", env_id=env_id,
+            observation_space=env.observation_space, action_space=env.action_space,
+            algorithm_name="robo-offline collect", description=description,
+            ref_min_score=ref[0] if ref else None, ref_max_score=ref[1] if ref else None,
+            extra_metadata=extra_metadata,
+        )
+    finally:
+        env.close()
+
+
+def ensure_builtin_demos(task, safety: SafetyConfig | None = None, progress: bool = True) -> Path:
+    """Generate the task's built-in demo log at `task.dataset` (mixed qualities) unless it exists."""
+    path = Path(task.dataset)
+    if path.exists():
+        return path
+    demos = task.demos
+    episodes: list[Episode] = []
+    qualities: list[str] = []
+    for i, quality in enumerate(demos.qualities):
+        batch = collect_episodes(task.env_id, demos.behaviour, demos.episodes_per_quality,
+                                 seed=demos.seed + 100_000 * i, quality=quality, safety=safety, progress=progress)
+        episodes += batch
+        qualities += [str(quality)] * len(batch)
+    meta = {"qualities": list(map(str, demos.qualities)), "episode_quality": qualities}
+    partial = path.with_name(path.name + ".partial")  # an interrupted write never looks like a dataset
+    shutil.rmtree(partial, ignore_errors=True)
+    write_demo_log(partial, episodes, task.env_id, f"{task.name}-builtin", f"Scripted {task.name} demos, qualities {list(demos.qualities)}", meta)
+    partial.rename(path)
+    return path
+
+
+def summarize(episodes: list[Episode]) -> dict[str, float | None]:
+    returns = np.array([e.total_return for e in episodes])
+    succ = [e.success for e in episodes if e.success is not None]
+    return {"episodes": len(episodes), "mean_return": float(returns.mean()), "std_return": float(returns.std()),
+            "success_rate": float(np.mean(succ)) if succ else None}

@@ -1,0 +1,159 @@
+"""Online data collection on gymnasium vector environments, through the safety filter.
+
+Each sub-environment carries a `SafetyFilterWrapper`, so the action that reaches the simulator
+is the filtered one; the collector stores that *executed* action (from the step's info), not the
+policy's raw output. Transitions wait per sub-environment until their episode ends, then enter
+the replay buffer with their Monte-Carlo return-to-go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from robo_offline.data.replay import ReplayBuffer
+
+
+@dataclass
+class Transform:
+    """Env units <-> training units (the same transform the offline dataset went through)."""
+
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+    action_low: np.ndarray
+    action_high: np.ndarray
+    reward_scale: float = 1.0
+    reward_shift: float = 0.0
+
+    def obs(self, obs: np.ndarray) -> np.ndarray:
+        return ((obs - self.obs_mean) / self.obs_std).astype(np.float32)
+
+    def action_to_unit(self, action: np.ndarray) -> np.ndarray:
+        unit = 2.0 * (action - self.action_low) / (self.action_high - self.action_low) - 1.0
+        return np.clip(unit, -1.0, 1.0).astype(np.float32)
+
+    def action_to_env(self, unit: np.ndarray) -> np.ndarray:
+        return (self.action_low + (np.clip(unit, -1.0, 1.0) + 1.0) * 0.5 * (self.action_high - self.action_low)).astype(np.float32)
+
+    def reward(self, reward: np.ndarray) -> np.ndarray:
+        return (reward * self.reward_scale + self.reward_shift).astype(np.float32)
+
+
+@dataclass
+class _Pending:
+    obs: list = field(default_factory=list)
+    actions: list = field(default_factory=list)
+    rewards: list = field(default_factory=list)
+    next_obs: list = field(default_factory=list)
+    terminals: list = field(default_factory=list)
+    raw_return: float = 0.0
+    interventions: dict[str, int] = field(default_factory=dict)
+
+
+class OnlineCollector:
+    """Steps a vector env with an exploration policy and files finished episodes into a buffer.
+
+    `explore(obs_unit (n, obs_dim) tensor) -> action in [-1, 1] (n, act_dim) tensor`.
+    The vector env must use gymnasium's SAME_STEP autoreset, so a finished sub-env's final
+    observation and final info arrive in the same step as its reset observation.
+    """
+
+    def __init__(self, envs: gym.vector.VectorEnv, buffer: ReplayBuffer, transform: Transform,
+                 explore: Callable[[Tensor], Tensor], device: torch.device, seed: int):
+        self.envs, self.buffer, self.transform, self.explore, self.device = envs, buffer, transform, explore, device
+        self.n = envs.num_envs
+        self.env_steps = 0
+        self.episode_returns: list[float] = []  # raw (env-unit) returns of finished episodes
+        self.episode_successes: list[float] = []
+        self.interventions: dict[str, int] = {}
+        self.reset(seed)
+
+    def reset(self, seed: int) -> None:
+        """Start fresh episodes (used at start and on resume: partial episodes are not kept)."""
+        obs, _ = self.envs.reset(seed=seed)
+        self.obs = np.asarray(obs, dtype=np.float32)
+        self.pending = [_Pending() for _ in range(self.n)]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        obs_unit = self.transform.obs(self.obs)
+        action = self.explore(torch.as_tensor(obs_unit, device=self.device)).cpu().numpy()
+        next_obs, reward, terminated, truncated, info = self.envs.step(self.transform.action_to_env(action))
+        done = terminated | truncated
+        executed, final_obs, final_info = _executed_actions(info, done, action.shape), info.get("final_obs"), info.get("final_info", {})
+        for i in range(self.n):
+            last = np.asarray(final_obs[i], dtype=np.float32) if done[i] else next_obs[i]
+            p = self.pending[i]
+            p.obs.append(obs_unit[i])
+            p.actions.append(self.transform.action_to_unit(executed[i]))
+            p.rewards.append(float(reward[i]))
+            p.next_obs.append(self.transform.obs(last))
+            p.terminals.append(float(terminated[i]))
+            p.raw_return += float(reward[i])
+            if done[i]:
+                self._finish(i, final_info)
+        self.obs = np.asarray(next_obs, dtype=np.float32)
+        self.env_steps += self.n
+
+    def _finish(self, i: int, final_info: dict[str, Any]) -> None:
+        p = self.pending[i]
+        self.buffer.add_episode(np.stack(p.obs), np.stack(p.actions), self.transform.reward(np.array(p.rewards)),
+                                np.stack(p.next_obs), np.array(p.terminals, dtype=np.float32))
+        self.episode_returns.append(p.raw_return)
+        success = _item(final_info, "is_success", i)
+        if success is not None:
+            self.episode_successes.append(float(success))
+        counts = _item(final_info, "safety_interventions", i) or {}
+        for k, v in counts.items():
+            self.interventions[k] = self.interventions.get(k, 0) + int(v)
+        self.pending[i] = _Pending()
+
+    def stats(self, last: int = 10) -> dict[str, float]:
+        out: dict[str, float] = {"env_steps": self.env_steps, "online_episodes": len(self.episode_returns)}
+        if self.episode_returns:
+            out["online_return"] = float(np.mean(self.episode_returns[-last:]))
+        if self.episode_successes:
+            out["online_success"] = float(np.mean(self.episode_successes[-last:]))
+        out.update({f"interventions_{k}": v for k, v in self.interventions.items()})
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"env_steps": self.env_steps, "episode_returns": self.episode_returns,
+                "episode_successes": self.episode_successes, "interventions": self.interventions}
+
+    def load_state_dict(self, state: dict[str, Any], seed: int) -> None:
+        self.env_steps = state["env_steps"]
+        self.episode_returns = list(state["episode_returns"])
+        self.episode_successes = list(state["episode_successes"])
+        self.interventions = dict(state["interventions"])
+        self.reset(seed)
+
+
+def _executed_actions(info: dict[str, Any], done: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The filtered actions the simulator received; a finished sub-env reports it in final_info."""
+    executed = np.array(info["executed_action"], dtype=np.float32, copy=True) if "executed_action" in info else np.zeros(shape, np.float32)
+    final = info.get("final_info", {})
+    if done.any() and "executed_action" in final:
+        executed[done] = np.asarray(final["executed_action"], dtype=np.float32)[done]
+    if "executed_action" not in info and not done.all():
+        raise KeyError("vector env info has no 'executed_action': wrap each sub-env in sim.wrappers.SafetyFilterWrapper")
+    return executed
+
+
+def _item(info: dict[str, Any], key: str, i: int) -> Any:
+    """Entry i of a vector env's merged info (arrays of values, or dicts of arrays), None if absent."""
+    if key not in info:
+        return None
+    mask = info.get(f"_{key}")
+    if mask is not None and not np.asarray(mask)[i]:
+        return None
+    value = info[key]
+    if isinstance(value, dict):
+        return {k: np.asarray(v)[i] for k, v in value.items() if not k.startswith("_")}
+    return np.asarray(value)[i]

@@ -1,0 +1,111 @@
+"""The main job: built-in demos -> offline pretraining -> online fine-tuning -> export -> one table.
+
+`robo-offline main` (and `make demo`) runs it; every stage writes its own run directory, so any
+stage can be re-run alone with the stage's command.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robo_offline import config as config_lib
+from robo_offline.data import load_dataset
+from robo_offline.demos import ensure_builtin_demos
+from robo_offline.export import export_run
+from robo_offline.finetune import finetune, online_run_config
+from robo_offline.pretrain import pretrain
+from sim.scores import normalized_score
+
+MAIN_DEFAULTS = {"task": "pusher", "algo": "calql"}
+
+
+def demo_summary(path: str, env_id: str) -> list[dict[str, Any]]:
+    """Return and success of the logged demos, per quality level (from the log's own metadata)."""
+    data = load_dataset(path, check_action_bounds=False)
+    returns = data.episode_returns().numpy()
+    meta = data.metadata.get("file_metadata", {})
+    quality = meta.get("episode_quality") or ["all"] * len(returns)
+    success = data.metadata.get("episode_success") or [None] * len(returns)
+    rows = []
+    for level in dict.fromkeys(quality):
+        idx = [i for i, q in enumerate(quality) if q == level]
+        succ = [success[i] for i in idx if success[i] is not None]
+        ret = float(np.mean(returns[idx]))
+        rows.append({"policy": f"demonstrator ({level})", "return": ret,
+                     "success": float(np.mean(succ)) if succ else None, "score": normalized_score(env_id, ret)})
+    return rows
+
+
+def _row(name: str, result: dict[str, Any]) -> dict[str, Any]:
+    return {"policy": name, "return": result.get("mean_return"), "success": result.get("success_rate"),
+            "score": result.get("normalized_score")}
+
+
+def format_table(rows: list[dict[str, Any]], extra: dict[str, str]) -> str:
+    def cell(v: Any, pct: bool = False) -> str:
+        if v is None:
+            return "n/a"
+        return f"{v:.0%}" if pct else f"{v:.1f}"
+
+    lines = ["| policy | return | success | normalised score |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['policy']} | {cell(r['return'])} | {cell(r['success'], True)} | {cell(r['score'])} |" for r in rows]
+    lines += [""] + [f"{k}: {v}" for k, v in extra.items()]
+    return "\n".join(lines)
+
+
+def run_main_job(overrides: Sequence[str] = (), config_files: Sequence[str] = ()) -> str:
+    start = time.perf_counter()
+    cfg = config_lib.compose(overrides, config_files, defaults=MAIN_DEFAULTS)
+    safety = config_lib.to_object(cfg).safety
+    ensure_builtin_demos(cfg.task, safety)
+    rows = demo_summary(cfg.task.dataset, cfg.task.env_id)
+
+    print(f"== offline pretraining: {cfg.algo.name} on {cfg.task.dataset}")
+    offline_ctx, offline = pretrain(cfg)
+    rows.append(_row(f"offline {cfg.algo.name}", offline))
+
+    print(f"== online fine-tuning in {cfg.task.env_id}: {cfg.finetune.env_steps} env steps")
+    ft_cfg = online_run_config(offline_ctx.run_dir, [o for o in overrides if "=" in o and o.split("=")[0] not in config_lib.GROUPS])
+    ft_ctx, online = finetune(ft_cfg)
+    rows.append(_row(f"fine-tuned {ft_ctx.algo.cfg.name}", online))
+
+    print("== export (TorchScript + AOTInductor, parity-checked)")
+    files = export_run(ft_ctx.run_dir)
+    latency = measure_latency(files["torchscript"])
+    table = format_table(rows, {
+        "offline run": str(offline_ctx.run_dir),
+        "fine-tuning run": str(ft_ctx.run_dir),
+        "exported": ", ".join(str(p) for p in files.values()),
+        "TorchScript latency (Python, 1 thread)": f"p50 {latency[0]:.0f} us, p99 {latency[1]:.0f} us",
+        "wall time": f"{time.perf_counter() - start:.0f} s",
+    })
+    print("\n" + table)
+    Path(ft_ctx.run_dir, "main_job.md").write_text(table + "\n")
+    return table
+
+
+def measure_latency(path: Path, n: int = 2000) -> tuple[float, float]:
+    """p50/p99 per-action latency (microseconds) of an exported file from Python, one thread."""
+    import torch
+
+    from deploy import load_policy
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        policy = load_policy(path)
+        obs = torch.randn(n, policy.metadata["observation_space"]["shape"][0])
+        times = []
+        policy.reset()
+        for o in obs:
+            t0 = time.perf_counter_ns()
+            policy.act(o)
+            times.append((time.perf_counter_ns() - t0) / 1000)
+        return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+    finally:
+        torch.set_num_threads(threads)
