@@ -131,13 +131,13 @@ def finetune(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, d
     run_dir.mkdir(parents=True, exist_ok=True)
     updates = ft.env_steps * ft.utd_ratio
     ctx = build_context(_with_train_steps(cfg, updates), run_dir, with_data=bool(ft.source))
-    if ft.source:
+    if ft.source and not resume:  # a resumed run's checkpoint already holds the (converted) algorithm
         _load_offline(ctx, Path(ft.source))
-    source_name = ctx.algo.cfg.name
-    target = target_algorithm(source_name, ft.continue_as)
-    if target != source_name:
-        ctx.algo = convert(ctx.algo, target, ctx, ft.distill_steps)
-        cfg = _with_algo(cfg, ctx.algo)
+        source_name = ctx.algo.cfg.name
+        target = target_algorithm(source_name, ft.continue_as)
+        if target != source_name:
+            ctx.algo = convert(ctx.algo, target, ctx, ft.distill_steps)
+            cfg = _with_algo(cfg, ctx.algo)
     ctx.cfg = cfg
     algo = ctx.algo
     algo.grad_clip, algo.total_steps = cfg.train.grad_clip, updates

@@ -1,0 +1,178 @@
+"""Online fine-tuning: MC returns at episode end, batch mixing, filtered actions stored, exact resume.
+
+Runs on InvertedPendulum-v5 with random demos and tiny networks so the whole file stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from deploy.safety import SafetyConfig
+from robo_offline import config as C
+from robo_offline.data import TransitionDataset
+from robo_offline.data.replay import MixedSampler, ReplayBuffer
+from robo_offline.finetune import convert, finetune, online_run_config
+from robo_offline.online import OnlineCollector, Transform
+from robo_offline.pretrain import pretrain
+from robo_offline.training.checkpoint import load_checkpoint
+from sim.envs import make_vector_env
+from sim.wrappers import SafetyFilterWrapper
+
+ENV = "InvertedPendulum-v5"
+
+
+def _tiny(tmp, extra=(), algo=("algo=calql", "algo.n_actions=2")):
+    return [
+        "task=pusher", "safety=none", *algo, f"task.env_id={ENV}", f"task.dataset={tmp}/demos",
+        "task.demos.behaviour=random", "task.demos.qualities=[random]", "task.demos.episodes_per_quality=30",
+        "task.eval_episodes=2", "task.eval_envs=1", "algo.hidden_dims=[32,32]",
+        "train.batch_size=32", "train.steps=60", "train.log_every=20", "train.eval_every=60",
+        "train.checkpoint_every=60", "train.progress=false", *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ft")
+    ctx, _ = pretrain(C.compose(_tiny(tmp, [f"run_dir={tmp}/offline"])))
+    return tmp, ctx.run_dir
+
+
+# -- replay buffer and mixing ---------------------------------------------------------------------
+def test_online_episode_mc_returns_are_computed_at_its_end_terminal_and_timeout():
+    buf = ReplayBuffer(100, obs_dim=1, act_dim=1, gamma=0.5)
+    z = np.zeros((3, 1), np.float32)
+    # terminal episode: rewards 1, 2, 4 -> G = [1 + .5*2 + .25*4, 2 + .5*4, 4] = [3, 4, 4]
+    mc = buf.add_episode(z, z, np.array([1, 2, 4], np.float32), z, np.array([0, 0, 1], np.float32))
+    np.testing.assert_allclose(mc, [3.0, 4.0, 4.0])
+    # timed-out episode (no terminal): the sum stops at the cut all the same -> [2 + .5*2, 2]
+    mc = buf.add_episode(z[:2], z[:2], np.array([2, 2], np.float32), z[:2], np.zeros(2, np.float32))
+    np.testing.assert_allclose(mc, [3.0, 2.0])
+    np.testing.assert_allclose(buf.tensors["mc_returns"][:5].numpy(), [3, 4, 4, 3, 2])
+    np.testing.assert_allclose(buf.tensors["terminals"][:5].numpy(), [0, 0, 1, 0, 0])
+    assert buf.size == 5 and buf.episodes == 2
+
+
+def test_buffer_is_a_ring_over_capacity():
+    buf = ReplayBuffer(4, obs_dim=1, act_dim=1, gamma=0.9)
+    for k in range(3):
+        x = np.full((2, 1), k, np.float32)
+        buf.add_episode(x, x, np.ones(2, np.float32), x, np.zeros(2, np.float32))
+    assert buf.size == 4 and buf.ptr == 2
+    assert sorted(buf.tensors["observations"][:, 0].tolist()) == [1, 1, 2, 2]
+
+
+def test_mixing_ratio_is_honoured():
+    n = 50
+    offline = TransitionDataset(torch.zeros(n, 1), torch.zeros(n, 1), torch.zeros(n), torch.zeros(n, 1),
+                                torch.zeros(n), torch.zeros(n), torch.zeros(n, dtype=torch.long), torch.zeros(n))
+    online = ReplayBuffer(100, obs_dim=1, act_dim=1, gamma=0.9)
+    g = torch.Generator().manual_seed(0)
+    assert MixedSampler(offline, online, 40, 0.25, g)().observations.sum() == 0  # no online data yet: all offline
+    ones = np.ones((10, 1), np.float32)
+    online.add_episode(ones, ones, np.ones(10, np.float32), ones, np.zeros(10, np.float32))
+    for fraction, expected in [(0.25, 10), (0.5, 20), (0.0, 0), (1.0, 40)]:
+        batch = MixedSampler(offline, online, 40, fraction, g)()
+        assert batch.observations.shape == (40, 1)
+        assert int(batch.observations.sum()) == expected
+
+
+# -- collection through the safety filter ----------------------------------------------------------
+def test_collector_stores_the_filtered_action_not_the_raw_one():
+    tight = SafetyConfig(action_low=[-0.1], action_high=[0.1])
+    envs = make_vector_env(ENV, 2, seed=0, wrappers=[lambda e: SafetyFilterWrapper(e, tight)],
+                           autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    buf = ReplayBuffer(5000, 4, 1, 0.99)
+    tr = Transform(np.zeros(4, np.float32), np.ones(4, np.float32), np.array([-3.0], np.float32), np.array([3.0], np.float32))
+    always_max = lambda obs: torch.ones(obs.shape[0], 1)  # raw policy action: +3 in env units
+    collector = OnlineCollector(envs, buf, tr, always_max, torch.device("cpu"), seed=0)
+    while buf.episodes < 3:
+        collector.step()
+    stored = tr.action_to_env(buf.tensors["actions"][: buf.size].numpy())
+    np.testing.assert_allclose(stored, 0.1, atol=1e-5)  # the executed (clamped) action, never the raw +3
+    assert collector.interventions.get("clamp", 0) >= buf.size
+    envs.close()
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+def _ft_cfg(tmp, source, name, extra=()):
+    return online_run_config(source, ["finetune.env_steps=80", "finetune.num_envs=2", "finetune.eval_every=40",
+                                      "finetune.checkpoint_every=40", "train.log_every=20", f"run_dir={tmp}/{name}", *extra])
+
+
+def test_finetune_logs_offline_point_calibration_and_bound_rate(source_run):
+    tmp, source = source_run
+    ctx, result = finetune(_ft_cfg(tmp, source, "ft_basic"))
+    evals = (ctx.run_dir / "eval.csv").read_text().splitlines()
+    assert evals[0].startswith("step,env_steps") and evals[1].startswith("0,0,")  # offline score first
+    assert {"q_estimate", "mc_return", "mean_return"} <= result.keys() and math.isfinite(result["q_estimate"])
+    header = (ctx.run_dir / "train.csv").read_text().splitlines()[0]
+    assert "bound_rate" in header and "env_steps" in header and "interventions_clamp" in header
+    assert (ctx.run_dir / "learning_curves.png").is_file()
+
+
+def test_bcq_checkpoint_is_distilled_into_calql(tmp_path):
+    bcq = ("algo=bcq", "algo.n_candidates=2", "algo.vae_hidden_dims=[32,32]")
+    ctx, _ = pretrain(C.compose(_tiny(tmp_path, [f"run_dir={tmp_path}/bcq"], algo=bcq)))
+    teacher = ctx.algo.policy()
+    obs = ctx.dataset.observations[:256]
+    calql = convert(ctx.algo, "calql", ctx, steps=0)
+    before = (calql.policy()(obs) - teacher(obs)).pow(2).mean()
+    calql = convert(ctx.algo, "calql", ctx, steps=300)
+    after = (calql.policy()(obs) - teacher(obs)).pow(2).mean()
+    assert after < 0.25 * before  # the greedy BCQ policy was distilled into the tanh-Gaussian actor
+    for a, b in zip(calql.critic.parameters(), ctx.algo.critic.parameters()):
+        assert torch.equal(a, b)  # BCQ's twin critic carries over
+    ft_ctx, result = finetune(_ft_cfg(tmp_path, ctx.run_dir, "ft_bcq", ["finetune.distill_steps=20"]))
+    assert ft_ctx.algo.cfg.name == "calql" and C.load_saved(ft_ctx.run_dir / "config.yaml").algo.name == "calql"
+    assert math.isfinite(result["mean_return"])
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_killed_run_resumes_from_the_same_step_with_the_same_buffer(source_run, monkeypatch):
+    tmp, source = source_run
+    cfg = _ft_cfg(tmp, source, "ft_resume")
+    import robo_offline.training.trainer as trainer_mod
+
+    real_save = trainer_mod.Trainer.save
+
+    def save_then_die(self, step):
+        path = real_save(self, step)
+        if step == 40:
+            raise Interrupt
+        return path
+
+    monkeypatch.setattr(trainer_mod.Trainer, "save", save_then_die)
+    with pytest.raises(Interrupt):
+        finetune(cfg)
+    monkeypatch.setattr(trainer_mod.Trainer, "save", real_save)
+    state = load_checkpoint(tmp / "ft_resume" / "checkpoints")
+    assert state["step"] == 40
+    saved_size = state["buffer"]["size"]
+    assert saved_size > 0 and state["collector"]["env_steps"] >= 40
+
+    resumed_cfg = C.load_saved(tmp / "ft_resume" / "config.yaml")
+    starts = []
+    real_fit = trainer_mod.Trainer.fit
+    monkeypatch.setattr(trainer_mod.Trainer, "fit", lambda self, start_step=0: starts.append((start_step, self.sample.online.size)) or real_fit(self, start_step))
+    finetune(resumed_cfg, resume=tmp / "ft_resume")
+    assert starts == [(40, saved_size)]
+    assert load_checkpoint(tmp / "ft_resume" / "checkpoints")["step"] == 80
+
+
+def test_converted_run_resumes_as_the_converted_algorithm(tmp_path):
+    ctx, _ = pretrain(C.compose(_tiny(tmp_path, [f"run_dir={tmp_path}/bc"], algo=("algo=bc",))))
+    cfg = _ft_cfg(tmp_path, ctx.run_dir, "ft_bc", ["finetune.distill_steps=5", "finetune.env_steps=40"])
+    finetune(cfg)
+    again = C.load_saved(tmp_path / "ft_bc" / "config.yaml", ["finetune.env_steps=80"])
+    ft_ctx, _ = finetune(again, resume=tmp_path / "ft_bc")
+    assert ft_ctx.algo.cfg.name == "calql"
+    assert load_checkpoint(tmp_path / "ft_bc" / "checkpoints")["step"] == 80
