@@ -67,8 +67,9 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     normalize_observations: bool = True
     grad_clip: float | None = None
-    compile: bool = False
-    bf16: bool = False
+    compile: bool = False  # torch.compile the update (measured no faster on CPU: benchmarks/throughput.py)
+    bf16: bool = False  # bf16 autocast (slower than fp32 on CPUs without AMX: benchmarks/throughput.py)
+    flush_denormal: bool = True  # subnormal floats slow Cal-QL's backward ~2.5x on CPU
     progress: bool = True
 
 

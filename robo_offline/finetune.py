@@ -177,7 +177,7 @@ def _run_online(ctx: RunContext, cfg: DictConfig, run_dir: Path, resume: Path | 
         return {**ctx.run_state(), "buffer": buffer.state_dict(), "collector": collector.state_dict()}
 
     trainer = Trainer(algo, sampler, LoopConfig(ft.env_steps * ft.utd_ratio, train.log_every, ft.eval_every * ft.utd_ratio,
-                                                ft.checkpoint_every * ft.utd_ratio, train.bf16, train.progress),
+                                                ft.checkpoint_every * ft.utd_ratio, train.bf16, train.progress, train.compile),
                       run_dir, evaluate=evaluate, extra_state=extra_state, generators={"sampler": generator},
                       before_update=before_update)
     start = 0

@@ -147,11 +147,12 @@ class TanhGaussianActor(nn.Module):
     def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Reparameterised sample and its log-probability (tanh change of variables)."""
         mu, log_std = self._heads(obs)
-        u = mu + log_std.exp() * torch.randn_like(mu)
-        log_prob = Normal(mu, log_std.exp(), validate_args=False).log_prob(u).sum(-1)
-        # log(1 - tanh(u)^2), numerically stable form.
-        log_prob = log_prob - (2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))).sum(-1)
-        return torch.tanh(u), log_prob
+        return _squashed_sample(mu, log_std, mu.shape)
+
+    def sample_n(self, obs: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        """n samples per state from one forward pass: actions (n, B, act_dim), log-probs (n, B)."""
+        mu, log_std = self._heads(obs)
+        return _squashed_sample(mu, log_std, (n, *mu.shape))
 
     def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
         """Log-probability of given actions in [-1, 1] (clipped away from +-1 for finiteness)."""
@@ -164,6 +165,17 @@ class TanhGaussianActor(nn.Module):
     def forward(self, obs: Tensor) -> Tensor:
         """Deterministic action: tanh of the mean (no `_heads`: its module-level clamp bounds do not script)."""
         return torch.tanh(self.net(obs).chunk(2, dim=-1)[0])
+
+
+def _squashed_sample(mu: Tensor, log_std: Tensor, shape: Sequence[int]) -> tuple[Tensor, Tensor]:
+    """tanh(u), u ~ N(mu, exp(log_std)) drawn in `shape` (broadcast over leading dims), with log-probs."""
+    std = log_std.exp()
+    noise = torch.randn(shape, dtype=mu.dtype, device=mu.device)
+    u = mu + std * noise
+    # Gaussian log-density from the noise directly (no Normal object), then log(1 - tanh(u)^2) stably.
+    log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+    log_prob = log_prob - (2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))).sum(-1)
+    return torch.tanh(u), log_prob
 
 
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:

@@ -212,7 +212,7 @@ def test_bcq_policy_is_deterministic_argmax_over_fixed_latents():
     z = eval_latents(10, 4, 0.5)
     assert torch.equal(z, eval_latents(10, 4, 0.5)) and torch.equal(z[0], torch.zeros(4)) and z.abs().max() <= 0.5
     torch.manual_seed(0)
-    algo = BCQ(BCQConfig(hidden_dims=[16], vae_hidden_dims=[16]), 3, 2)
+    algo = BCQ(BCQConfig(hidden_dims=[16], vae_hidden_dims=[16], eval_candidates=10), 3, 2)
     policy = algo.policy()
     assert isinstance(policy, BCQPolicy)
     obs = torch.randn(5, 3)
@@ -224,6 +224,14 @@ def test_bcq_policy_is_deterministic_argmax_over_fixed_latents():
         cands = algo.actor(o, algo.vae.decoder(o, z))
         best = algo.critic(o, cands)[0].argmax()
         assert torch.allclose(a1[i], cands[best], atol=1e-6)
+
+
+def test_bcq_default_policy_is_the_perturbed_decoder_mean():
+    torch.manual_seed(0)
+    algo = BCQ(BCQConfig(hidden_dims=[16], vae_hidden_dims=[16]), 3, 2)
+    obs = torch.randn(5, 3)
+    expected = algo.actor(obs, algo.vae.decoder(obs, torch.zeros(5, 4)))
+    torch.testing.assert_close(algo.policy()(obs), expected)
 
 
 # -- TD3+BC -------------------------------------------------------------------------------------

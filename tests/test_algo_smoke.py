@@ -128,7 +128,7 @@ _SYNC_METHODS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", 
 
 @contextlib.contextmanager
 def _forbid_host_reads(algo: Algorithm) -> Iterator[None]:
-    """Make every tensor -> host read raise inside `update`, except in the optimiser steps.
+    """Make every tensor -> host read raise inside `update` (backward included), except in optimiser steps.
 
     On CUDA these would each be a device sync; Adam's own reads of its CPU step counter are allowed.
     """
@@ -143,16 +143,18 @@ def _forbid_host_reads(algo: Algorithm) -> Iterator[None]:
 
         return wrapped
 
-    step = algo.step
+    def unguarded(opt_step):
+        def wrapped(*args: Any, **kwargs: Any):
+            state["on"] = False
+            try:
+                return opt_step(*args, **kwargs)
+            finally:
+                state["on"] = True
 
-    def unguarded_step(name: str, loss: Tensor) -> None:
-        state["on"] = False
-        try:
-            step(name, loss)
-        finally:
-            state["on"] = True
+        return wrapped
 
-    algo.step = unguarded_step  # type: ignore[method-assign]
+    for opt in algo.optimizers.values():  # only the optimiser step itself is exempt
+        opt.step = unguarded(opt.step)  # type: ignore[method-assign]
     for m in _SYNC_METHODS:
         setattr(torch.Tensor, m, guard(m))
     try:
@@ -160,7 +162,8 @@ def _forbid_host_reads(algo: Algorithm) -> Iterator[None]:
     finally:
         for m, f in originals.items():
             setattr(torch.Tensor, m, f)
-        del algo.step
+        for opt in algo.optimizers.values():
+            del opt.step
 
 
 @pytest.mark.parametrize(("name", "overrides"), CASES, ids=IDS)

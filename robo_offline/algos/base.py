@@ -62,15 +62,25 @@ class Algorithm(nn.Module):
 
     def step(self, name: str, loss: Tensor) -> None:
         """Backward `loss` and step optimiser `name` (and its scheduler), clipping if configured."""
-        opt = self.optimizers[name]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.grad_clip is not None:
-            params = [p for g in opt.param_groups for p in g["params"]]
-            nn.utils.clip_grad_norm_(params, self.grad_clip, foreach=True)
-        opt.step()
-        if name in self.schedulers:
-            self.schedulers[name].step()
+        self.step_all({name: loss})
+
+    def step_all(self, losses: dict[str, Tensor]) -> None:
+        """One backward through the sum of losses, then each named optimiser steps.
+
+        Valid when each loss reaches only its own optimiser's parameters (detach or `frozen`
+        elsewhere); one backward instead of several also lets `torch.compile` trace the update.
+        """
+        for name in losses:
+            self.optimizers[name].zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        for name in losses:
+            opt = self.optimizers[name]
+            if self.grad_clip is not None:
+                params = [p for g in opt.param_groups for p in g["params"]]
+                nn.utils.clip_grad_norm_(params, self.grad_clip, foreach=True)
+            opt.step()
+            if name in self.schedulers:
+                self.schedulers[name].step()
 
     def training_state(self) -> dict[str, Any]:
         return {

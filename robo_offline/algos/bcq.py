@@ -10,6 +10,12 @@ here `BCQPolicy` decodes a *fixed* latent set of `eval_candidates` rows, stored 
 (row 0 is the prior mean z = 0, the others are drawn once from the clipped prior with a fixed
 seed at construction), perturbs each candidate and returns the one with the highest Q1. Same
 observation -> same action on every call, no RNG at inference, `torch.jit.script`-able.
+
+The default is `eval_candidates = 1`: the decoder mean (z = 0), perturbed. An argmax over several
+candidates is discontinuous where two candidates' Q values tie, and a compiled export (.pt2)
+reorders float arithmetic by ~1e-7, enough to flip a near-tie and fail the export's 1e-5 parity
+check; the decoder-mean policy is continuous and exports exactly. Set `eval_candidates: 10` for
+the reference code's behaviour (then TorchScript still exports; .pt2 may refuse near ties).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ class BCQConfig(AlgoConfig):
     kl_weight: float = 0.5
     latent_clip: float = 0.5  # prior samples clipped to [-latent_clip, latent_clip]
     n_candidates: int = 10  # next-state candidates of the critic target
-    eval_candidates: int = 10  # fixed latents of the deterministic policy
+    eval_candidates: int = 1  # fixed latents of the deterministic policy (1 = decoder mean; see above)
     n_critics: int = 2
 
 

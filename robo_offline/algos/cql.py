@@ -120,15 +120,13 @@ class CQL(Algorithm):
         new_act, log_pi = self.actor.sample(batch.observations)
         alpha_loss = entropy_temperature_loss(self.log_alpha, log_pi, self.target_entropy)
         alpha = self.log_alpha.detach().exp()
-        # All losses from the same parameters (as the official code), then the steps; the actor
-        # steps before the critic because its graph goes through the critic's current weights.
+        # All losses from the same parameters (as the official code), then the steps.
         actor_loss = self._actor_loss(batch, new_act, log_pi, alpha)
         critic_loss, alpha_prime_loss, info = self._critic_loss(batch, alpha)
-        self.step("alpha", alpha_loss)
-        self.step("actor", actor_loss)
-        self.step("critic", critic_loss)
+        losses = {"alpha": alpha_loss, "actor": actor_loss, "critic": critic_loss}
         if self.cfg.lagrange:
-            self.step("alpha_prime", alpha_prime_loss)
+            losses["alpha_prime"] = alpha_prime_loss
+        self.step_all(losses)  # disjoint parameter sets: one backward, then each optimiser steps
         soft_update(self.critic_target, self.critic, self.cfg.tau)
         return {
             "critic_loss": critic_loss.detach(),
@@ -153,12 +151,13 @@ class CQL(Algorithm):
         b, n = obs.shape[0], cfg.n_actions
         n_next = n if cfg.max_target_backup else 1
         with torch.no_grad():
-            # One actor call: backup actions at s', CQL candidates at s and at s'.
-            sample_obs = torch.cat([next_obs.repeat(n_next, 1), obs.repeat(n, 1), next_obs.repeat(n, 1)])
-            acts, log_pis = self.actor.sample(sample_obs)
-            next_act, cql_act = acts.split([n_next * b, 2 * n * b])
-            next_log_pi, cql_log_pi = log_pis.split([n_next * b, 2 * n * b])
-            td_target = self._td_target(batch, next_act, next_log_pi.view(n_next, b), alpha)
+            # One actor forward for the 2B distinct states; n + n_next draws each: CQL candidates at
+            # s and at s' (first n), backup actions at s' (last n_next; the s rows of those go unused).
+            acts, log_pis = self.actor.sample_n(torch.cat([obs, next_obs]), n + n_next)
+            cql_act = torch.cat([acts[:n, :b], acts[:n, b:]]).reshape(2 * n * b, -1)
+            cql_log_pi = torch.cat([log_pis[:n, :b], log_pis[:n, b:]])
+            next_act = acts[n:, b:].reshape(n_next * b, -1)
+            td_target = self._td_target(batch, next_act, log_pis[n:, b:], alpha)
             rand_act = torch.empty(n * b, self.act_dim, device=obs.device, dtype=obs.dtype).uniform_(-1.0, 1.0)
         # One critic call for every Q(s, .): data, uniform, pi(.|s) and pi(.|s') actions.
         q = self.critic(obs.repeat(3 * n + 1, 1), torch.cat([batch.actions, rand_act, cql_act]))

@@ -64,10 +64,7 @@ class SAC(Algorithm):
         with frozen(self.critic):
             actor_loss = sac_actor_loss(alpha, log_pi, self.critic(batch.observations, new_act).min(0).values)
         alpha_loss = entropy_temperature_loss(self.log_alpha, log_pi, self.target_entropy)
-        # The actor's graph goes through the critic's current weights: step it before the critic.
-        self.step("actor", actor_loss)
-        self.step("alpha", alpha_loss)
-        self.step("critic", critic_loss)
+        self.step_all({"critic": critic_loss, "actor": actor_loss, "alpha": alpha_loss})
         soft_update(self.critic_target, self.critic, self.cfg.tau)
         return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
                 "alpha_loss": alpha_loss.detach(), "alpha": alpha, "q_data": q.detach().mean()}

@@ -65,6 +65,7 @@ class LoopConfig:
     checkpoint_every: int
     bf16: bool = False
     progress: bool = True
+    compile: bool = False
 
 
 class Trainer:
@@ -91,6 +92,7 @@ class Trainer:
         self.before_update = before_update
         self.generators = generators or {}
         self.device = next(algo.parameters()).device
+        self.update = _compiled(algo.update) if cfg.compile else algo.update
         self.metrics = MetricsLogger(self.run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.last_checkpoint: Path | None = None
@@ -106,7 +108,7 @@ class Trainer:
             extra = self.before_update(step) if self.before_update else None
             batch = self.sample()
             with autocast:
-                losses = self.algo.update(batch)
+                losses = self.update(batch)
             watch.observe(step, losses)
             for k, v in losses.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
@@ -148,6 +150,14 @@ def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextMan
     if not bf16:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _compiled(update: Callable[[Batch], dict[str, Tensor]]) -> Callable[[Batch], dict[str, Tensor]]:
+    import torch._dynamo
+
+    # Host-side step counters (policy delay, BC warm-up) would otherwise recompile every step.
+    torch._dynamo.config.allow_unspec_int_on_nn_module = True
+    return torch.compile(update)
 
 
 def _fmt(v: Any) -> str:
