@@ -22,6 +22,9 @@ from robo_offline.pretrain import pretrain
 from sim.scores import normalized_score
 
 MAIN_DEFAULTS = {"task": "pusher", "algo": "calql"}
+MAIN_BUDGET = config_lib.CONFIG_DIR / "main_job.yaml"
+# CQL-family updates cost ~(3 n_actions + 1) critic passes: the demo samples 4 actions, not 10.
+LIGHT_CONSERVATIVE = "algo.n_actions=4"
 
 
 def demo_summary(path: str, env_id: str) -> list[dict[str, Any]]:
@@ -60,17 +63,25 @@ def format_table(rows: list[dict[str, Any]], extra: dict[str, str]) -> str:
 
 def run_main_job(overrides: Sequence[str] = (), config_files: Sequence[str] = ()) -> str:
     start = time.perf_counter()
-    cfg = config_lib.compose(overrides, config_files, defaults=MAIN_DEFAULTS)
-    safety = config_lib.to_object(cfg).safety
-    ensure_builtin_demos(cfg.task, safety)
+    overrides = list(overrides)
+    cfg = config_lib.compose(overrides, [MAIN_BUDGET, *config_files], defaults=MAIN_DEFAULTS)
+    if "n_actions" in cfg.algo and not any(o.startswith("algo.n_actions=") for o in overrides):
+        overrides.append(LIGHT_CONSERVATIVE)
+        cfg = config_lib.compose(overrides, [MAIN_BUDGET, *config_files], defaults=MAIN_DEFAULTS)
+    ensure_builtin_demos(cfg.task, config_lib.to_object(cfg).safety)
     rows = demo_summary(cfg.task.dataset, cfg.task.env_id)
+
+    print("== baseline: behaviour cloning")
+    bc_cfg = config_lib.compose([o for o in overrides if not o.startswith("algo")] + ["algo=bc"],
+                                [MAIN_BUDGET, *config_files], defaults=MAIN_DEFAULTS)
+    rows.append(_row("offline bc", pretrain(bc_cfg)[1]))
 
     print(f"== offline pretraining: {cfg.algo.name} on {cfg.task.dataset}")
     offline_ctx, offline = pretrain(cfg)
     rows.append(_row(f"offline {cfg.algo.name}", offline))
 
     print(f"== online fine-tuning in {cfg.task.env_id}: {cfg.finetune.env_steps} env steps")
-    ft_cfg = online_run_config(offline_ctx.run_dir, [o for o in overrides if "=" in o and o.split("=")[0] not in config_lib.GROUPS])
+    ft_cfg = online_run_config(offline_ctx.run_dir, [o for o in overrides if o.split("=")[0] not in config_lib.GROUPS])
     ft_ctx, online = finetune(ft_cfg)
     rows.append(_row(f"fine-tuned {ft_ctx.algo.cfg.name}", online))
 

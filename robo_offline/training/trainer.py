@@ -8,6 +8,7 @@ device work; the host reads values back at log, eval and checkpoint steps.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,7 @@ class Trainer:
         autocast = _autocast(self.device, cfg.bf16)
         bar = tqdm(range(start_step + 1, cfg.steps + 1), desc=f"{type(self.algo).__name__}", disable=not cfg.progress,
                    initial=start_step, total=cfg.steps, dynamic_ncols=True, mininterval=1.0)
+        last_log = time.perf_counter()
         for step in bar:
             extra = self.before_update(step) if self.before_update else None
             batch = self.sample()
@@ -115,7 +117,10 @@ class Trainer:
             if step % cfg.log_every == 0:
                 watch.check(self.last_checkpoint)
                 row = {k: float(v) / cfg.log_every for k, v in sums.items()} | (extra or {})
+                now = time.perf_counter()
+                row["updates_per_s"] = cfg.log_every / (now - last_log)  # includes collection and eval
                 sums.clear()
+                last_log = now
                 self.metrics.log("train", step, row)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(row.items())[:3]}, refresh=False)
             if self.evaluate is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
