@@ -1,0 +1,89 @@
+"""Offline scores: every algorithm on the built-in Pusher demos per quality level, several seeds.
+
+    python benchmarks/offline_scores.py                                  # all algorithms, all levels, 3 seeds
+    python benchmarks/offline_scores.py --algos bc iql --qualities mixed --steps 20000
+    python benchmarks/offline_scores.py --dataset hopper_medium.hdf5 --env-id Hopper-v5   # any D4RL-layout file
+
+Prints mean +- std (over seeds) of the final evaluation's return, success rate and normalised
+score, beside the behaviour that logged the data. Runs go to `--runs` (default runs/offline_scores).
+Not part of CI: minutes per run on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from robo_offline import config as C
+from robo_offline.pipeline import demo_summary
+from robo_offline.pretrain import pretrain
+
+ALGOS = ["bc", "td3bc", "iql", "cql", "calql", "bcq"]
+QUALITIES = ["expert", "medium", "poor", "mixed"]
+
+
+def dataset_overrides(quality: str, data_dir: Path) -> list[str]:
+    levels = "[expert,medium,poor]" if quality == "mixed" else f"[{quality}]"
+    return [f"task.dataset={data_dir}/pusher-{quality}", f"task.demos.qualities={levels}"]
+
+
+def mean_std(values: list[float | None]) -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "n/a"
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{statistics.mean(vals):.1f} +- {sd:.1f}"
+
+
+def pct(x: float | None) -> float | None:
+    return None if x is None else 100.0 * x
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    rows = []
+    sources = [(args.dataset, [f"task.dataset={args.dataset}", f"task.env_id={args.env_id}", "task.collect_if_missing=false",
+                               "safety=none"])] if args.dataset else [(q, dataset_overrides(q, args.data_dir)) for q in args.qualities]
+    for name, data_args in sources:
+        for algo in args.algos:
+            results = []
+            for seed in range(args.seeds):
+                cfg = C.compose([f"algo={algo}", *data_args, f"train.steps={args.steps}", f"train.seed={seed}",
+                                 f"train.eval_every={args.steps}", f"train.checkpoint_every={args.steps}",
+                                 f"task.eval_episodes={args.eval_episodes}", "train.progress=false",
+                                 f"run_dir={args.runs}/{Path(name).stem}-{algo}-s{seed}", *args.overrides])
+                ctx, result = pretrain(cfg)
+                results.append(result)
+                print(f"{name} {algo} seed {seed}: {result}", flush=True)
+            rows.append({"data": name, "policy": algo, "mean_return": mean_std([r.get("mean_return") for r in results]),
+                         "success_rate": mean_std([pct(r.get("success_rate")) for r in results]),
+                         "normalized_score": mean_std([r.get("normalized_score") for r in results])})
+        behaviour = demo_summary(str(cfg.task.dataset), cfg.task.env_id)
+        for b in behaviour:
+            rows.append({"data": name, "policy": b["policy"], "mean_return": mean_std([b["return"]]),
+                         "success_rate": mean_std([pct(b["success"])]), "normalized_score": mean_std([b["score"]])})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--algos", nargs="+", default=ALGOS)
+    p.add_argument("--qualities", nargs="+", default=QUALITIES, choices=QUALITIES)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10_000)
+    p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--dataset", help="a D4RL-layout (or Minari/robomimic) file instead of the built-in demos")
+    p.add_argument("--env-id", default="Hopper-v5", help="environment of --dataset")
+    p.add_argument("--data-dir", type=Path, default=Path("data"))
+    p.add_argument("--runs", type=Path, default=Path("runs/offline_scores"))
+    p.add_argument("overrides", nargs="*", help="extra config overrides, e.g. train.batch_size=512")
+    args = p.parse_args()
+    rows = run(args)
+    print(f"\n{args.steps} updates per run, {args.seeds} seeds, {args.eval_episodes} evaluation episodes, mean +- std over seeds\n")
+    print("| data | policy | return | success % | normalised score |\n|---|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['data']} | {r['policy']} | {r['mean_return']} | {r['success_rate']} | {r['normalized_score']} |")
+
+
+if __name__ == "__main__":
+    main()
