@@ -218,8 +218,7 @@ def _load_offline(ctx: RunContext, source_dir: Path) -> None:
     ctx.algo.setup()
     for k, opt in ctx.algo.optimizers.items():
         opt.load_state_dict(state["algo"]["optimizers"][k])
-    if hasattr(ctx.algo, "updates") and "updates" in state["algo"]:
-        ctx.algo.updates = int(state["algo"]["updates"])
+    ctx.algo.updates = int(state["algo"].get("updates", 0))
     norm = state["normalizer"]
     if not torch.allclose(norm["mean"].to(ctx.device), ctx.obs_mean) or not torch.allclose(norm["std"].to(ctx.device), ctx.obs_std):
         raise ValueError(f"{source_dir}: the dataset's normalisation statistics differ from the checkpoint's; "

@@ -128,6 +128,12 @@ class GaussianActor(nn.Module):
     def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
         return self.distribution(obs).log_prob(act).sum(-1)
 
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Exploration sample (online fine-tuning), clipped to the action box, and its log-probability."""
+        dist = self.distribution(obs)
+        act = dist.rsample()
+        return act.clamp(-1.0, 1.0), dist.log_prob(act).sum(-1)
+
     def forward(self, obs: Tensor) -> Tensor:
         """Deterministic action: the mean."""
         return self.net(obs)

@@ -37,6 +37,7 @@ class Algorithm(nn.Module):
         self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
         self.grad_clip: float | None = None  # set by the trainer from its config
         self.total_steps: int = 1  # set by the trainer; schedules (IQL's cosine) need it
+        self.updates: int = 0  # host-side update counter for delays and warm-ups (no device sync); checkpointed
 
     # -- the part each algorithm writes -------------------------------------------------------
     def setup(self) -> None:
@@ -87,6 +88,7 @@ class Algorithm(nn.Module):
             "modules": self.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "updates": self.updates,
         }
 
     def load_training_state(self, state: dict[str, Any]) -> None:
@@ -95,3 +97,4 @@ class Algorithm(nn.Module):
             o.load_state_dict(state["optimizers"][k])
         for k, s in self.schedulers.items():
             s.load_state_dict(state["schedulers"][k])
+        self.updates = int(state.get("updates", 0))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -101,7 +100,6 @@ class CQL(Algorithm):
         self.log_alpha = nn.Parameter(torch.zeros(()))
         self.log_alpha_prime = nn.Parameter(torch.ones(()))  # official init (alpha' = e); used if lagrange
         self.target_entropy = -float(act_dim)
-        self.updates = 0  # host-side counter for the BC warm-up; checkpointed
 
     def setup(self) -> None:
         cfg = self.cfg
@@ -202,10 +200,3 @@ class CQL(Algorithm):
     def policy(self) -> nn.Module:
         """tanh of the Gaussian mean."""
         return self.actor
-
-    def training_state(self) -> dict[str, Any]:
-        return {**super().training_state(), "updates": self.updates}
-
-    def load_training_state(self, state: dict[str, Any]) -> None:
-        super().load_training_state(state)
-        self.updates = int(state["updates"])

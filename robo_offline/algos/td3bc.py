@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -56,7 +55,6 @@ class TD3BC(Algorithm):
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic = Critic(obs_dim, act_dim, cfg.hidden_dims, cfg.n_critics)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.updates = 0  # host-side counter for the policy delay; checkpointed
         self._last_actor: dict[str, Tensor] = {}
 
     def setup(self) -> None:
@@ -93,10 +91,3 @@ class TD3BC(Algorithm):
 
     def policy(self) -> nn.Module:
         return self.actor
-
-    def training_state(self) -> dict[str, Any]:
-        return {**super().training_state(), "updates": self.updates}
-
-    def load_training_state(self, state: dict[str, Any]) -> None:
-        super().load_training_state(state)
-        self.updates = int(state["updates"])

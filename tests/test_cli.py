@@ -1,0 +1,46 @@
+"""The `robo-offline` command line as a user meets it: output, exit codes, error messages."""
+
+from __future__ import annotations
+
+import minari
+import numpy as np
+from data_fixtures import d4rl_arrays, write_d4rl
+
+from robo_offline.cli import main
+
+
+def test_inspect_reports_a_d4rl_file(tmp_path, capsys):
+    path = write_d4rl(tmp_path / "log.hdf5", d4rl_arrays(np.random.default_rng(0), n=40))
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "d4rl" in out and "40" in out
+
+
+def test_bad_file_exits_2_naming_the_file(tmp_path, capsys):
+    bad = tmp_path / "not_hdf5.hdf5"
+    bad.write_bytes(b"this is not an HDF5 file")
+    assert main(["inspect", str(bad)]) == 2
+    assert str(bad) in capsys.readouterr().err
+
+
+def test_missing_key_exits_2_naming_file_and_key(tmp_path, capsys):
+    arrays = d4rl_arrays(np.random.default_rng(0))
+    del arrays["rewards"]
+    path = write_d4rl(tmp_path / "log.hdf5", arrays)
+    assert main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "rewards" in err
+
+
+def test_unknown_config_key_exits_2_naming_it(capsys):
+    assert main(["pretrain", "train.stepz=3"]) == 2
+    assert "train.stepz" in capsys.readouterr().err
+
+
+def test_collect_writes_a_log_minari_opens(tmp_path, capsys):
+    out = tmp_path / "random-log"
+    assert main(["collect", "--env", "InvertedPendulum-v5", "--behaviour", "random", "--episodes", "3", "--out", str(out)]) == 0
+    assert "wrote 3 episodes" in capsys.readouterr().out
+    dataset = minari.MinariDataset(str(out / "data"))
+    assert dataset.total_episodes == 3
+    assert main(["inspect", str(out)]) == 0
