@@ -104,7 +104,8 @@ def calibration(ctx: RunContext, algo: Algorithm, episodes) -> dict[str, float]:
     tr = transform_of(ctx)
     obs = np.concatenate([tr.obs(e.observations[:-1]) for e in episodes])
     act = np.concatenate([tr.action_to_unit(e.actions) for e in episodes])
-    mc = np.concatenate([compute_mc_returns(tr.reward(e.rewards), e.terminations, np.eye(1, e.length, e.length - 1, dtype=bool)[0],
+    # One episode per call: its last step always ends the sum, so no other episode end is marked.
+    mc = np.concatenate([compute_mc_returns(tr.reward(e.rewards), e.terminations, np.zeros(e.length, dtype=bool),
                                             ctx.cfg.algo.gamma) for e in episodes])
     q = critic(torch.as_tensor(obs, device=ctx.device), torch.as_tensor(act, device=ctx.device)).min(0).values
     return {"q_estimate": float(q.mean()), "mc_return": float(mc.mean())}
@@ -156,7 +157,9 @@ def _run_online(ctx: RunContext, cfg: DictConfig, run_dir: Path, resume: Path | 
     safety = config_lib.to_object(cfg).safety
     envs = make_vector_env(cfg.task.env_id, ft.num_envs, seed=ft.seed, wrappers=[lambda e: SafetyFilterWrapper(e, safety)],
                            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    buffer = ReplayBuffer(min(ft.buffer_size, ft.env_steps + 1000 * ft.num_envs), algo.obs_dim, algo.act_dim, cfg.algo.gamma, ctx.device)
+    # No more rows than the run can collect: its budget plus room for one unfinished 1000-step episode per env.
+    capacity = min(ft.buffer_size, ft.env_steps + 1000 * ft.num_envs)
+    buffer = ReplayBuffer(capacity, algo.obs_dim, algo.act_dim, cfg.algo.gamma, ctx.device)
     explore = _explorer(algo, ft.random_steps)
     collector = OnlineCollector(envs, buffer, transform_of(ctx), lambda o: explore(o, collector.env_steps), ctx.device, ft.seed)
     generator = torch.Generator(device=ctx.device).manual_seed(train.seed)
@@ -177,7 +180,8 @@ def _run_online(ctx: RunContext, cfg: DictConfig, run_dir: Path, resume: Path | 
         return {**ctx.run_state(), "buffer": buffer.state_dict(), "collector": collector.state_dict()}
 
     trainer = Trainer(algo, sampler, LoopConfig(ft.env_steps * ft.utd_ratio, train.log_every, ft.eval_every * ft.utd_ratio,
-                                                ft.checkpoint_every * ft.utd_ratio, train.bf16, train.progress, train.compile),
+                                                ft.checkpoint_every * ft.utd_ratio, train.bf16, train.progress, train.compile,
+                                                train.flush_denormal),
                       run_dir, evaluate=evaluate, extra_state=extra_state, generators={"sampler": generator},
                       before_update=before_update)
     start = 0

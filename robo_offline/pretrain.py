@@ -95,7 +95,6 @@ def build_context(cfg: DictConfig, run_dir: Path, with_data: bool = True) -> Run
     train = cfg.train
     if train.threads:
         torch.set_num_threads(train.threads)
-    torch.set_flush_denormal(train.flush_denormal)
     seed_everything(train.seed)
     device = resolve_device(train.device)
     env = make_env(cfg.task.env_id)
@@ -132,7 +131,7 @@ def pretrain(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, d
         ctx.algo,
         sample=lambda: ctx.dataset.sample(train.batch_size, generator),
         cfg=LoopConfig(train.steps, train.log_every, train.eval_every, train.checkpoint_every, train.bf16, train.progress,
-                       train.compile),
+                       train.compile, train.flush_denormal),
         run_dir=run_dir,
         evaluate=ctx.evaluate if cfg.task.eval_episodes > 0 else None,
         extra_state=ctx.run_state,

@@ -62,6 +62,16 @@ def test_loop_writes_metrics_checkpoints_and_plot(tmp_path):
     assert all(float(r["actor_loss"]) > 0 for r in rows)
     assert load_checkpoint(tmp_path / "checkpoints")["step"] == 40
     assert (tmp_path / "learning_curves.png").stat().st_size > 1000
+    assert (torch.tensor(2e-39) * 0.5).item() != 0.0  # denormals were flushed only inside the loop
+
+
+def test_denormals_are_flushed_during_training_only(tmp_path):
+    sample, _ = _sampler()
+    seen = []
+    Trainer(_bc(), sample, LoopConfig(10, 5, 5, 10, progress=False), tmp_path,
+            evaluate=lambda step: seen.append((torch.tensor(2e-39) * 0.5).item()) or {}).fit()
+    assert seen == [0.0, 0.0]
+    assert (torch.tensor(2e-39) * 0.5).item() != 0.0
 
 
 def test_non_finite_loss_stops_naming_loss_and_step_and_keeps_last_good_checkpoint(tmp_path):

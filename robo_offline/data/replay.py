@@ -34,9 +34,8 @@ class ReplayBuffer:
                     terminals: np.ndarray) -> np.ndarray:
         """Append one finished episode (T rows each); returns its MC return-to-go (T,)."""
         t = len(rewards)
-        ends = np.zeros(t, dtype=bool)
-        ends[-1] = True  # the episode ends here by termination or by timeout
-        mc = compute_mc_returns(rewards, terminals, ends, self.gamma)
+        # The sum stops at the last row (termination or timeout alike): compute_mc_returns ends it there.
+        mc = compute_mc_returns(rewards, terminals, np.zeros(t, dtype=bool), self.gamma)
         rows = {"observations": obs, "actions": actions, "rewards": rewards, "next_observations": next_obs,
                 "terminals": terminals, "mc_returns": mc}
         idx = (self.ptr + torch.arange(t)) % self.capacity

@@ -67,6 +67,7 @@ class LoopConfig:
     bf16: bool = False
     progress: bool = True
     compile: bool = False
+    flush_denormal: bool = True
 
 
 class Trainer:
@@ -100,6 +101,10 @@ class Trainer:
         self.last_eval: dict[str, Any] = {}
 
     def fit(self, start_step: int = 0) -> dict[str, Any]:
+        with _denormals_flushed(self.cfg.flush_denormal and self.device.type == "cpu"):
+            return self._fit(start_step)
+
+    def _fit(self, start_step: int) -> dict[str, Any]:
         cfg, watch = self.cfg, LossWatch(self.device)
         sums: dict[str, Tensor] = {}
         autocast = _autocast(self.device, cfg.bf16)
@@ -149,6 +154,22 @@ class Trainer:
     @property
     def checkpoint_path(self) -> Path:
         return self.checkpoint_dir / LAST
+
+
+@contextlib.contextmanager
+def _denormals_flushed(enabled: bool):
+    """Subnormal floats to zero while training (Cal-QL's backward makes many; 2-3x faster on CPU).
+
+    The CPU flag is process-global, so it is restored when the loop ends.
+    """
+    if not enabled:
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
