@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import math
-import sys
-import types
-from typing import NamedTuple
 
 import pytest
 import torch
-from torch import Tensor
 
-
-class _StandInBatch(NamedTuple):
-    observations: Tensor
-    actions: Tensor
-    rewards: Tensor
-    next_observations: Tensor
-    terminals: Tensor
-    mc_returns: Tensor
-
-
-try:  # the data package is written concurrently; fall back to a stand-in Batch until it exports one
-    from robo_offline.data import Batch
-except ImportError:  # pragma: no cover
-    Batch = _StandInBatch
-    sys.modules["robo_offline.data"] = types.SimpleNamespace(Batch=Batch)  # type: ignore[assignment]
-
-from robo_offline.algos.bcq import BCQ, BCQConfig, BCQPolicy, eval_latents, soft_clipped_double_q, vae_loss
+from robo_offline.algos.bcq import (
+    BCQ,
+    BCQConfig,
+    BCQPolicy,
+    eval_latents,
+    soft_clipped_double_q,
+    vae_loss,
+)
 from robo_offline.algos.calql import CalQL, CalQLConfig, calql_bound
 from robo_offline.algos.cql import (
     CQL,
@@ -37,8 +24,16 @@ from robo_offline.algos.cql import (
     importance_sampled_logsumexp,
     max_backup,
 )
-from robo_offline.algos.iql import IQL, IQLConfig, awr_weights, expectile_loss, iql_reward_scale, weighted_nll
+from robo_offline.algos.iql import (
+    IQL,
+    IQLConfig,
+    awr_weights,
+    expectile_loss,
+    iql_reward_scale,
+    weighted_nll,
+)
 from robo_offline.algos.td3bc import smoothed_target_action, td3bc_actor_loss
+from robo_offline.data import Batch
 
 torch.set_num_threads(1)
 T = torch.tensor

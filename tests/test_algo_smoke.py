@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-import sys
-import types
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 import torch
 from torch import Tensor
 
-
-class _StandInBatch(NamedTuple):
-    observations: Tensor
-    actions: Tensor
-    rewards: Tensor
-    next_observations: Tensor
-    terminals: Tensor
-    mc_returns: Tensor
-
-
-try:  # the data package is written concurrently; fall back to a stand-in Batch until it exports one
-    from robo_offline.data import Batch
-except ImportError:  # pragma: no cover
-    Batch = _StandInBatch
-    sys.modules["robo_offline.data"] = types.SimpleNamespace(Batch=Batch)  # type: ignore[assignment]
-
 from robo_offline.algos import Algorithm, algorithm_class
+from robo_offline.data import Batch
 
 torch.set_num_threads(1)
 OBS, ACT, BATCH, STEPS = 5, 2, 32, 201  # odd STEPS: the resume lands between TD3+BC's delayed updates
