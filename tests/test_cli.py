@@ -44,3 +44,21 @@ def test_collect_writes_a_log_minari_opens(tmp_path, capsys):
     dataset = minari.MinariDataset(str(out / "data"))
     assert dataset.total_episodes == 3
     assert main(["inspect", str(out)]) == 0
+
+
+def test_pretrain_on_a_d4rl_layout_file(tmp_path, capsys):
+    # InvertedPendulum-v5: obs 4, act 1 in [-3, 3]; actions in [-1, 1] are inside the bounds.
+    path = write_d4rl(tmp_path / "pendulum.hdf5", d4rl_arrays(np.random.default_rng(0), n=200, obs_dim=4, act_dim=1))
+    args = ["pretrain", "algo=iql", "safety=none", "task.env_id=InvertedPendulum-v5", f"task.dataset={path}",
+            "task.collect_if_missing=false", "algo.hidden_dims=[16,16]", "train.steps=20", "train.batch_size=16",
+            "train.log_every=10", "train.eval_every=20", "train.checkpoint_every=20", "task.eval_episodes=2",
+            "train.progress=false", f"run_dir={tmp_path}/run"]
+    assert main(args) == 0
+    assert "mean_return=" in capsys.readouterr().out
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+
+
+def test_missing_dataset_without_collection_exits_2(tmp_path, capsys):
+    missing = tmp_path / "nowhere.hdf5"
+    assert main(["pretrain", "task.collect_if_missing=false", f"task.dataset={missing}", "train.progress=false"]) == 2
+    assert str(missing) in capsys.readouterr().err

@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 
 PUSHER_YAML = Path(__file__).resolve().parents[1] / "configs" / "safety" / "pusher.yaml"
 NASTY = [math.nan, math.inf, -math.inf, 1e30, -1e30, 3.4e38, -3.4e38, 0.0, -0.0]
-PROPERTY_SETTINGS = settings(max_examples=1800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _value() -> st.SearchStrategy[float]:
