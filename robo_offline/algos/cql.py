@@ -13,20 +13,24 @@ Cal-QL changes only `bound_policy_q`.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from robo_offline.algos.base import AlgoConfig, Algorithm
+from robo_offline.algos.sac import (
+    SAC,
+    SACConfig,
+    entropy_temperature_loss,
+    sac_actor_loss,
+)
 from robo_offline.data import Batch
-from robo_offline.nets import Critic, TanhGaussianActor, frozen, soft_update
+from robo_offline.nets import frozen, soft_update
 
 
 @dataclass
-class CQLConfig(AlgoConfig):
+class CQLConfig(SACConfig):
     """Locomotion defaults of the CQL paper / official code (young-geng/CQL); CORL where they differ."""
 
     name: str = "cql"
@@ -46,16 +50,6 @@ class CQLConfig(AlgoConfig):
     bc_steps: int = 0  # actor trained by maximum likelihood for the first bc_steps updates
     reward_scale: float = 1.0  # r * reward_scale + reward_bias (e.g. 10 / -5 for sparse antmaze)
     reward_bias: float = 0.0
-
-
-def entropy_temperature_loss(log_alpha: Tensor, log_pi: Tensor, target_entropy: float) -> Tensor:
-    """SAC's automatic entropy tuning: alpha grows while the policy's entropy is below target."""
-    return -(log_alpha * (log_pi.detach() + target_entropy)).mean()
-
-
-def sac_actor_loss(alpha: Tensor, log_pi: Tensor, value: Tensor) -> Tensor:
-    """alpha * log pi - value; value is min_i Q_i(s, a~pi), or log pi(a_data|s) during BC warm-up."""
-    return (alpha * log_pi - value).mean()
 
 
 def max_backup(q_next: Tensor, log_pi_next: Tensor) -> tuple[Tensor, Tensor]:
@@ -89,25 +83,19 @@ def conservative_gap(ood: Tensor, q_data: Tensor) -> Tensor:
     return (ood - q_data).mean(-1)
 
 
-class CQL(Algorithm):
+class CQL(SAC):
+    """SAC plus the conservative term (and its optional Lagrange multiplier alpha')."""
+
     config_class = CQLConfig
 
     def __init__(self, cfg: CQLConfig, obs_dim: int, act_dim: int):
         super().__init__(cfg, obs_dim, act_dim)
-        self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden_dims)
-        self.critic = Critic(obs_dim, act_dim, cfg.hidden_dims, cfg.n_critics)
-        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = nn.Parameter(torch.zeros(()))
         self.log_alpha_prime = nn.Parameter(torch.ones(()))  # official init (alpha' = e); used if lagrange
-        self.target_entropy = -float(act_dim)
 
     def setup(self) -> None:
-        cfg = self.cfg
-        self.optimizers["alpha"] = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        if cfg.lagrange:
-            self.optimizers["alpha_prime"] = torch.optim.Adam([self.log_alpha_prime], lr=cfg.critic_lr)
+        super().setup()
+        if self.cfg.lagrange:
+            self.optimizers["alpha_prime"] = torch.optim.Adam([self.log_alpha_prime], lr=self.cfg.critic_lr)
 
     def reward_transform(self, episode_returns: Tensor) -> tuple[float, float]:
         return self.cfg.reward_scale, self.cfg.reward_bias
@@ -195,8 +183,3 @@ class CQL(Algorithm):
     def bound_policy_q(self, q_cur: Tensor, q_next: Tensor, batch: Batch) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Hook on the policy candidates' Q values (C, N, B) before the logsumexp; identity in CQL."""
         return q_cur, q_next, {}
-
-    # -- policy and state ---------------------------------------------------------------------
-    def policy(self) -> nn.Module:
-        """tanh of the Gaussian mean."""
-        return self.actor

@@ -13,7 +13,6 @@ import torch
 from torch import Tensor, nn
 
 from robo_offline.algos.base import AlgoConfig, Algorithm
-from robo_offline.algos.cql import entropy_temperature_loss, sac_actor_loss
 from robo_offline.data import Batch
 from robo_offline.nets import Critic, TanhGaussianActor, frozen, soft_update
 
@@ -28,6 +27,16 @@ class SACConfig(AlgoConfig):
     alpha_lr: float = 3e-4
     tau: float = 0.005
     n_critics: int = 2
+
+
+def entropy_temperature_loss(log_alpha: Tensor, log_pi: Tensor, target_entropy: float) -> Tensor:
+    """SAC's automatic entropy tuning: alpha grows while the policy's entropy is below target."""
+    return -(log_alpha * (log_pi.detach() + target_entropy)).mean()
+
+
+def sac_actor_loss(alpha: Tensor, log_pi: Tensor, value: Tensor) -> Tensor:
+    """alpha * log pi - value; value is min_i Q_i(s, a~pi), or log pi(a_data|s) during BC warm-up."""
+    return (alpha * log_pi - value).mean()
 
 
 def soft_td_target(reward: Tensor, terminal: Tensor, q_next: Tensor, log_pi_next: Tensor, alpha: Tensor, gamma: float) -> Tensor:
@@ -70,4 +79,5 @@ class SAC(Algorithm):
                 "alpha_loss": alpha_loss.detach(), "alpha": alpha, "q_data": q.detach().mean()}
 
     def policy(self) -> nn.Module:
+        """tanh of the Gaussian mean."""
         return self.actor
