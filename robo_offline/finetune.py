@@ -14,7 +14,6 @@ buffer so a killed run resumes.
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from robo_offline.algos import Algorithm, algorithm_class
 from robo_offline.data.replay import MixedSampler, ReplayBuffer
 from robo_offline.data.returns import compute_mc_returns
 from robo_offline.online import OnlineCollector, Transform
-from robo_offline.pretrain import RunContext, build_context
+from robo_offline.pretrain import RunContext, build_context, new_run_dir
 from robo_offline.training.checkpoint import load_checkpoint
 from robo_offline.training.rng import set_rng_state
 from robo_offline.training.trainer import LoopConfig, Trainer
@@ -128,7 +127,7 @@ def online_run_config(source_dir: Path, overrides: list[str]) -> DictConfig:
 def finetune(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, dict[str, Any]]:
     """Fine-tune `cfg.finetune.source`'s policy online; resume from a fine-tuning run dir if given."""
     ft = cfg.finetune
-    run_dir = Path(resume) if resume else Path(cfg.run_dir or f"runs/{cfg.task.name}-{cfg.algo.name}-finetune-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir = Path(resume) if resume else new_run_dir(cfg, "finetune")
     run_dir.mkdir(parents=True, exist_ok=True)
     updates = ft.env_steps * ft.utd_ratio
     ctx = build_context(_with_train_steps(cfg, updates), run_dir, with_data=bool(ft.source))

@@ -30,10 +30,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def new_run_dir(cfg: DictConfig) -> Path:
+def new_run_dir(cfg: DictConfig, stage: str = "") -> Path:
+    """`cfg.run_dir`, or runs/<task>-<algo>[-<stage>]-<timestamp>."""
     if cfg.run_dir:
         return Path(cfg.run_dir)
-    return Path("runs") / f"{cfg.task.name}-{cfg.algo.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = "-".join(part for part in (cfg.task.name, cfg.algo.name, stage, time.strftime("%Y%m%d-%H%M%S")) if part)
+    return Path("runs") / name
 
 
 @dataclass
