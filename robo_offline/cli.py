@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from deploy.export import ExportParityError
 from robo_offline import config as config_lib
 from robo_offline.config import ConfigError
-from deploy.export import ExportParityError
 from robo_offline.data import DatasetError
 from robo_offline.training.trainer import NonFiniteLossError
 
@@ -77,13 +77,39 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
         safety = SafetyConfig.from_dict(dict(config_lib.OmegaConf.to_container(config_lib.OmegaConf.load(args.safety))))
     episodes = collect_episodes(args.env, args.behaviour, args.episodes, seed=args.seed, quality=args.quality,
-                                safety=safety, policy_path=args.policy)
+                                safety=safety, policy_path=args.policy, transitions=args.transitions,
+                                action_noise=args.action_noise)
     name = args.name or f"{args.env.split('-')[0].lower()}-{args.behaviour}-{args.quality}"
     path = write_demo_log(args.out, episodes, args.env, name, f"{args.behaviour} ({args.quality}) on {args.env}",
                           {"behaviour": args.behaviour, "quality": str(args.quality)})
     stats = summarize(episodes)
     print(f"wrote {stats['episodes']} episodes to {path}: mean return {stats['mean_return']:.2f} +- {stats['std_return']:.2f}"
           + (f", success {stats['success_rate']:.0%}" if stats["success_rate"] is not None else ""))
+    return 0
+
+
+def cmd_tiers(args: argparse.Namespace) -> int:
+    from robo_offline.tiers import (
+        Manifest,
+        record_tier,
+        resolve_policies,
+        train_behaviours,
+    )
+
+    policies = Path(args.policies) if args.train else resolve_policies(args.policies)
+    if args.train:
+        manifest = train_behaviours(args.task, policies, args.env_steps, args.snapshot_every, args.seed, args.overrides)
+    else:
+        manifest = Manifest.load(policies)
+    by_file = {s.file: s for s in manifest.snapshots}
+    for name in ("medium", "expert"):
+        snap = by_file[getattr(manifest, name)]
+        print(f"{name} policy: {policies / snap.file} (SAC after {snap.env_steps} env steps, "
+              f"return {snap.mean_return:.0f}, normalised score {snap.normalized_score:.1f})")
+    for i, tier in enumerate(args.tiers):
+        out = Path(args.out) / f"{args.task}-{tier}"
+        record_tier(tier, policies, out, args.transitions, seed=args.seed + 1_000_000 * i)
+        print(f"{tier}: {out}")
     return 0
 
 
@@ -137,11 +163,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", default="expert", help="scripted demonstrator quality: expert | medium | poor | 0..1")
     p.add_argument("--policy", help="exported policy file (.pt) for --behaviour policy")
     p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--transitions", type=int, help="record whole episodes until this many steps (instead of --episodes)")
+    p.add_argument("--action-noise", type=float, default=0.0, help="Gaussian action noise, in half-ranges of the action space")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--safety", help="safety-filter YAML (default: the environment's action bounds only)")
     p.add_argument("--name", help="dataset name stored in the metadata")
     p.add_argument("--out", required=True, help="output directory (a Minari dataset directory)")
     p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("tiers", help="D4RL-style random/medium/medium-replay/expert logs from SAC behaviour policies")
+    p.add_argument("overrides", nargs="*", help="config overrides for the SAC run (with --train)")
+    p.add_argument("--task", default="hopper", help="task config (configs/task/NAME.yaml)")
+    p.add_argument("--policies", default="sim/policies/hopper", help="behaviour-policy directory (manifest.json + .pt)")
+    p.add_argument("--tiers", nargs="+", default=["random", "medium", "medium-replay", "expert"],
+                   choices=["random", "medium", "medium-replay", "expert"])
+    p.add_argument("--transitions", type=int, default=100_000, help="steps per tier (whole episodes)")
+    p.add_argument("--out", default="data", help="logs are written to OUT/<task>-<tier>")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", action="store_true", help="first train SAC and export new behaviour policies to --policies")
+    p.add_argument("--env-steps", type=int, default=300_000, help="SAC budget with --train")
+    p.add_argument("--snapshot-every", type=int, default=10_000, help="env steps between exported snapshots with --train")
+    p.set_defaults(func=cmd_tiers)
 
     p = sub.add_parser("inspect", help="summarise and validate a dataset file")
     p.add_argument("file")

@@ -33,12 +33,19 @@ class ConfigError(ValueError):
 
 @dataclass
 class DemoConfig:
-    """How the built-in demos are generated when the task's dataset file does not exist yet."""
+    """How the built-in demos are generated when the task's dataset file does not exist yet.
+
+    behaviour "scripted" | "random": the env's demonstrator at each quality (Pusher);
+    "tiers": one D4RL-style tier recorded from the behaviour policies in `policies` (Hopper).
+    """
 
     behaviour: str = "scripted"
     qualities: list[str] = field(default_factory=lambda: ["expert", "medium", "poor"])
     episodes_per_quality: int = 100
     seed: int = 0
+    tier: str = "medium"  # random | medium | medium-replay | expert (behaviour "tiers")
+    policies: str = ""  # directory with the behaviour policies' manifest.json (behaviour "tiers")
+    transitions: int = 100_000  # size of a recorded tier
 
 
 @dataclass
@@ -62,6 +69,7 @@ class TrainConfig:
     log_every: int = 500
     eval_every: int = 5_000
     checkpoint_every: int = 5_000
+    keep_checkpoints: bool = False  # keep every checkpoint as step_<n>.pt, not only last.pt
     seed: int = 0
     device: str = "auto"  # auto (cuda when present) | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
@@ -207,6 +215,11 @@ def validate(cfg: DictConfig) -> None:
     _check(t.eval_episodes >= 0, "task.eval_episodes", "must be >= 0")
     _check(t.eval_envs >= 1, "task.eval_envs", "must be >= 1")
     _check(t.demos.episodes_per_quality > 0, "task.demos.episodes_per_quality", "must be > 0")
+    _check(t.demos.behaviour in ("scripted", "random", "tiers"), "task.demos.behaviour",
+           f"{t.demos.behaviour!r} is not scripted|random|tiers")
+    _check(t.demos.tier in ("random", "medium", "medium-replay", "expert"), "task.demos.tier",
+           f"{t.demos.tier!r} is not random|medium|medium-replay|expert")
+    _check(t.demos.transitions > 0, "task.demos.transitions", "must be > 0")
     for key in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
         _check(tr[key] > 0, f"train.{key}", "must be > 0")
     _check(tr.threads >= 0, "train.threads", "must be >= 0")

@@ -9,10 +9,11 @@ import numpy as np
 
 from deploy.safety import SafetyConfig
 from robo_offline.data import write_minari_dataset
+from robo_offline.threads import torch_threads
 from sim.behaviours import make_behaviour
 from sim.envs import make_env
 from sim.episode import Episode
-from sim.rollout import rollout_episodes
+from sim.rollout import rollout_episodes, rollout_transitions
 from sim.scores import REFERENCE_RETURNS
 from sim.wrappers import SafetyFilterWrapper
 
@@ -26,13 +27,22 @@ def collect_episodes(
     safety: SafetyConfig | None = None,
     policy_path: str | None = None,
     progress: bool = True,
+    transitions: int | None = None,
+    action_noise: float = 0.0,
 ) -> list[Episode]:
-    """Roll out a behaviour through the safety filter; episodes hold the executed actions."""
+    """Roll out a behaviour through the safety filter; episodes hold the executed actions.
+
+    `transitions` (when given) replaces the episode count: whole episodes until that many steps.
+    """
     env = make_env(env_id, seed=seed)
     env = SafetyFilterWrapper(env, safety or SafetyConfig())
-    agent = make_behaviour(behaviour, env, quality=quality, seed=seed, policy_path=policy_path)
+    agent = make_behaviour(behaviour, env, quality=quality, seed=seed, policy_path=policy_path, action_noise=action_noise)
+    desc = {"policy": f"policy:{Path(policy_path).stem if policy_path else ''}", "scripted": f"scripted:{quality}"}.get(behaviour, behaviour)
     try:
-        return rollout_episodes(env, agent, episodes, seed=seed, progress=progress, desc=f"{behaviour}:{quality}")
+        with torch_threads(1):
+            if transitions is not None:
+                return rollout_transitions(env, agent, transitions, seed=seed, progress=progress, desc=desc)
+            return rollout_episodes(env, agent, episodes, seed=seed, progress=progress, desc=desc)
     finally:
         env.close()
 

@@ -28,6 +28,7 @@ from robo_offline.data.replay import MixedSampler, ReplayBuffer
 from robo_offline.data.returns import compute_mc_returns
 from robo_offline.online import OnlineCollector, Transform
 from robo_offline.pretrain import RunContext, build_context, new_run_dir
+from robo_offline.threads import torch_threads
 from robo_offline.training.checkpoint import load_checkpoint
 from robo_offline.training.rng import set_rng_state
 from robo_offline.training.trainer import LoopConfig, Trainer
@@ -82,7 +83,8 @@ def evaluate_online(ctx: RunContext, algo: Algorithm, n_episodes: int, seed: int
     env_id = ctx.cfg.task.env_id
     env = SafetyFilterWrapper(make_env(env_id, seed=seed), config_lib.to_object(ctx.cfg).safety)
     try:
-        episodes = rollout_episodes(env, PolicyBehaviour(ctx.inference_policy()), n_episodes, seed=seed, progress=False)
+        with torch_threads(1):
+            episodes = rollout_episodes(env, PolicyBehaviour(ctx.inference_policy()), n_episodes, seed=seed, progress=False)
     finally:
         env.close()
     returns = np.array([e.total_return for e in episodes])
@@ -180,7 +182,7 @@ def _run_online(ctx: RunContext, cfg: DictConfig, run_dir: Path, resume: Path | 
 
     trainer = Trainer(algo, sampler, LoopConfig(ft.env_steps * ft.utd_ratio, train.log_every, ft.eval_every * ft.utd_ratio,
                                                 ft.checkpoint_every * ft.utd_ratio, train.bf16, train.progress, train.compile,
-                                                train.flush_denormal),
+                                                train.flush_denormal, train.keep_checkpoints),
                       run_dir, evaluate=evaluate, extra_state=extra_state, generators={"sampler": generator},
                       before_update=before_update)
     start = 0

@@ -19,6 +19,7 @@ from robo_offline.demos import ensure_builtin_demos
 from robo_offline.export import export_run
 from robo_offline.finetune import finetune, online_run_config
 from robo_offline.pretrain import pretrain
+from robo_offline.threads import torch_threads
 from sim.scores import normalized_score
 
 MAIN_DEFAULTS = {"task": "pusher", "algo": "calql"}
@@ -106,9 +107,7 @@ def measure_latency(path: Path, n: int = 2000) -> tuple[float, float]:
 
     from deploy import load_policy
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         policy = load_policy(path)
         obs = torch.randn(n, policy.metadata["observation_space"]["shape"][0])
         times = []
@@ -118,5 +117,3 @@ def measure_latency(path: Path, n: int = 2000) -> tuple[float, float]:
             policy.act(o)
             times.append((time.perf_counter_ns() - t0) / 1000)
         return float(np.percentile(times, 50)), float(np.percentile(times, 99))
-    finally:
-        torch.set_num_threads(threads)

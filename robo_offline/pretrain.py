@@ -16,6 +16,8 @@ from robo_offline.algos import Algorithm, algorithm_class
 from robo_offline.data import TransitionDataset, load_dataset
 from robo_offline.demos import ensure_builtin_demos
 from robo_offline.policy import InferencePolicy
+from robo_offline.threads import torch_threads
+from robo_offline.tiers import record_tier
 from robo_offline.training.checkpoint import load_checkpoint
 from robo_offline.training.rng import seed_everything, set_rng_state
 from robo_offline.training.trainer import LoopConfig, Trainer
@@ -64,8 +66,9 @@ class RunContext:
 
     def evaluate(self, step: int | None = None) -> dict[str, Any]:
         task = self.cfg.task
-        result = evaluate(self.inference_policy(), task.env_id, n_episodes=task.eval_episodes,
-                          seed=10_000 + self.cfg.train.seed, num_envs=task.eval_envs, wrappers=self.safety_wrappers())
+        with torch_threads(1):  # a few observations per call: threads only add overhead
+            result = evaluate(self.inference_policy(), task.env_id, n_episodes=task.eval_episodes,
+                              seed=10_000 + self.cfg.train.seed, num_envs=task.eval_envs, wrappers=self.safety_wrappers())
         return {k: v for k, v in result.as_dict().items() if k in ("mean_return", "std_return", "success_rate", "normalized_score")}
 
     def run_state(self) -> dict[str, Any]:
@@ -86,7 +89,12 @@ def load_task_dataset(cfg: DictConfig, env=None) -> TransitionDataset:
     """Load the task's dataset, generating the built-in demos first where the task allows it."""
     task = cfg.task
     if task.collect_if_missing and not Path(task.dataset).exists():
-        ensure_builtin_demos(task, config_lib.to_object(cfg).safety)
+        safety = config_lib.to_object(cfg).safety
+        if task.demos.behaviour == "tiers":
+            record_tier(task.demos.tier, Path(task.demos.policies), Path(task.dataset), task.demos.transitions,
+                        task.demos.seed, safety)
+        else:
+            ensure_builtin_demos(task, safety)
     env = env or make_env(task.env_id)
     return load_dataset(task.dataset, format=task.format, obs_keys=task.obs_keys, gamma=cfg.algo.gamma,
                         nonfinite=task.nonfinite, observation_space=env.observation_space, action_space=env.action_space)
@@ -133,7 +141,7 @@ def pretrain(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, d
         ctx.algo,
         sample=lambda: ctx.dataset.sample(train.batch_size, generator),
         cfg=LoopConfig(train.steps, train.log_every, train.eval_every, train.checkpoint_every, train.bf16, train.progress,
-                       train.compile, train.flush_denormal),
+                       train.compile, train.flush_denormal, train.keep_checkpoints),
         run_dir=run_dir,
         evaluate=ctx.evaluate if cfg.task.eval_episodes > 0 else None,
         extra_state=ctx.run_state,

@@ -51,9 +51,40 @@ class PolicyBehaviour:
             reset()
 
 
+class NoisyBehaviour:
+    """Gaussian exploration noise on another behaviour's actions, `std` in half-ranges of the action space.
+
+    Stands in for a stochastic training policy when re-recording data from deterministic exported
+    snapshots (e.g. a D4RL-style medium-replay tier); seeded per episode, clipped to the bounds.
+    """
+
+    def __init__(self, inner: Behaviour, action_space: gym.spaces.Box, std: float) -> None:
+        self.inner, self.std = inner, float(std)
+        self.low, self.high = action_space.low.astype(np.float32), action_space.high.astype(np.float32)
+        self.rng = np.random.default_rng()
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        action = np.asarray(self.inner(obs), dtype=np.float32)
+        noise = self.rng.standard_normal(action.shape).astype(np.float32) * self.std * (self.high - self.low) / 2
+        return np.clip(action + noise, self.low, self.high)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.inner.reset(seed)
+        self.rng = np.random.default_rng(seed)
+
+
 def make_behaviour(name: str, env: gym.Env, quality: float | str = "expert", seed: int | None = None,
-                   policy_path: str | Path | None = None) -> Behaviour:
-    """"random", "scripted" (the env's demonstrator at `quality`) or "policy" (an exported `.pt`/`.pt2`)."""
+                   policy_path: str | Path | None = None, action_noise: float = 0.0) -> Behaviour:
+    """"random", "scripted" (the env's demonstrator at `quality`) or "policy" (an exported `.pt`/`.pt2`),
+    with Gaussian `action_noise` (half-ranges) on top when it is > 0."""
+    behaviour = _base_behaviour(name, env, quality, seed, policy_path)
+    if action_noise < 0:
+        raise ValueError(f"action_noise must be >= 0, got {action_noise}")
+    return NoisyBehaviour(behaviour, env.action_space, action_noise) if action_noise > 0 else behaviour
+
+
+def _base_behaviour(name: str, env: gym.Env, quality: float | str, seed: int | None,
+                    policy_path: str | Path | None) -> Behaviour:
     if name == "random":
         behaviour = RandomBehaviour(env.action_space)
         behaviour.reset(seed)

@@ -24,6 +24,22 @@ def rollout_episodes(env: gym.Env, behaviour: Behaviour, n_episodes: int, seed: 
     return episodes
 
 
+def rollout_transitions(env: gym.Env, behaviour: Behaviour, n_transitions: int, seed: int, progress: bool = True,
+                        desc: str = "rollout") -> list[Episode]:
+    """Whole episodes (seeded `seed + k` as above) until they hold at least `n_transitions` steps.
+
+    Locomotion logs are sized in transitions (D4RL: 1M per tier), and episode lengths vary with
+    the behaviour's quality; the last episode is kept whole, so no episode is cut.
+    """
+    episodes, total = [], 0
+    with tqdm(total=n_transitions, desc=desc, unit="step", disable=not progress) as bar:
+        while total < n_transitions:
+            episodes.append(rollout_episode(env, behaviour, seed + len(episodes)))
+            total += episodes[-1].length
+            bar.update(min(episodes[-1].length, n_transitions - bar.n))
+    return episodes
+
+
 def rollout_episode(env: gym.Env, behaviour: Behaviour, seed: int | None = None) -> Episode:
     """One episode; actions recorded are those executed (after a safety filter, clipped to the space)."""
     obs, info = env.reset(seed=seed)

@@ -68,6 +68,7 @@ class LoopConfig:
     progress: bool = True
     compile: bool = False
     flush_denormal: bool = True
+    keep_checkpoints: bool = False  # also keep step_<n>.pt at every checkpoint (policy snapshots)
 
 
 class Trainer:
@@ -148,7 +149,7 @@ class Trainer:
             "rng": rng_state(self.generators),
             **(self.extra_state() if self.extra_state else {}),
         }
-        self.last_checkpoint = save_checkpoint(state, self.checkpoint_dir, step)
+        self.last_checkpoint = save_checkpoint(state, self.checkpoint_dir, step, keep_every=self.cfg.keep_checkpoints)
         return self.last_checkpoint
 
     @property

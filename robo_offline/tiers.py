@@ -1,0 +1,176 @@
+"""D4RL-style data tiers (random, medium, medium-replay, expert) for a locomotion task, made here.
+
+D4RL's recipe (Fu et al. 2020) with SAC trained by `robo-offline train-online`:
+- random: uniform random actions;
+- medium: the first SAC snapshot that reaches a third of the best snapshot's score;
+- medium-replay: what SAC's replay buffer held up to medium. It is re-recorded from the
+  snapshots up to medium (equal transitions each, uniform random first, Gaussian exploration
+  noise), so it can be regenerated from the shipped snapshot files alone;
+- expert: the best snapshot.
+Snapshots are exported policy files (`deploy/`) listed in a manifest, so recording the tiers
+needs no training code and no download.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from deploy.safety import SafetyConfig
+from robo_offline import config as config_lib
+from robo_offline.demos import collect_episodes, summarize, write_demo_log
+from sim.episode import Episode
+
+TIERS = ("random", "medium", "medium-replay", "expert")
+MANIFEST = "manifest.json"
+SHIPPED_ROOT = Path(__file__).resolve().parents[1]  # where sim/policies/ lives in a checkout
+MEDIUM_FRACTION = 1 / 3  # D4RL: "medium" is trained to about a third of the expert's performance
+REPLAY_NOISE = 0.2  # half-ranges; stands in for the SAC policy's own sampling noise in the replay tier
+
+
+@dataclass
+class Snapshot:
+    """One exported SAC policy: its file (relative to the manifest), when it was taken, how it scored."""
+
+    file: str
+    env_steps: int
+    mean_return: float
+    normalized_score: float
+
+
+@dataclass
+class Manifest:
+    env_id: str
+    snapshots: list[Snapshot]
+    medium: str  # file names of the tier policies
+    expert: str
+
+    def save(self, directory: Path) -> Path:
+        path = Path(directory) / MANIFEST
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, directory: Path) -> Manifest:
+        path = Path(directory) / MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(f"no behaviour-policy manifest at {path}; make one with `robo-offline tiers --train`")
+        raw = json.loads(path.read_text())
+        return cls(raw["env_id"], [Snapshot(**s) for s in raw["snapshots"]], raw["medium"], raw["expert"])
+
+    def replay_snapshots(self) -> list[Snapshot]:
+        """The snapshots SAC's buffer saw up to (and including) medium."""
+        medium = next(s for s in self.snapshots if s.file == self.medium)
+        return [s for s in self.snapshots if s.env_steps <= medium.env_steps]
+
+
+def pick_tiers(snapshots: list[Snapshot], fraction: float = MEDIUM_FRACTION) -> tuple[Snapshot, Snapshot]:
+    """(medium, expert): expert scores best; medium is the first to reach `fraction` of the expert's score."""
+    if not snapshots:
+        raise ValueError("no snapshots to pick tiers from")
+    expert = max(snapshots, key=lambda s: s.normalized_score)
+    ordered = sorted(snapshots, key=lambda s: s.env_steps)
+    medium = next(s for s in ordered if s.normalized_score >= fraction * expert.normalized_score)
+    return medium, expert
+
+
+def resolve_policies(path: str | Path) -> Path:
+    """A policy directory as given, or, for a relative path that is not there, the project's shipped one."""
+    path = Path(path)
+    if not (path / MANIFEST).is_file() and not path.is_absolute() and (SHIPPED_ROOT / path / MANIFEST).is_file():
+        return SHIPPED_ROOT / path
+    return path
+
+
+# -- behaviour policies from a SAC run ---------------------------------------------------------------
+def train_behaviours(task: str, policies_dir: Path, env_steps: int, snapshot_every: int, seed: int = 0,
+                     overrides: list[str] | None = None, run_dir: Path | None = None) -> Manifest:
+    """Train SAC online, export a snapshot every `snapshot_every` env steps, keep the tier policies."""
+    from robo_offline.finetune import train_online
+
+    cfg = config_lib.compose([f"task={task}", "algo=sac", f"finetune.env_steps={env_steps}", "finetune.num_envs=1",
+                              f"finetune.eval_every={snapshot_every}", f"finetune.checkpoint_every={snapshot_every}",
+                              f"finetune.seed={seed}", f"train.seed={seed}", "train.keep_checkpoints=true",
+                              *([f"run_dir={run_dir}"] if run_dir else []), *(overrides or [])])
+    ctx, _ = train_online(cfg)
+    return export_snapshots(ctx.run_dir, policies_dir)
+
+
+def export_snapshots(run_dir: Path, policies_dir: Path, keep_all: bool = False) -> Manifest:
+    """Export the run's kept checkpoints (step_<n>.pt) that were evaluated; write the manifest.
+
+    Only the snapshots the tiers use (up to medium, and expert) are kept unless `keep_all`.
+    """
+    from robo_offline.export import export_run
+
+    run_dir, policies_dir = Path(run_dir), Path(policies_dir)
+    evals = _evaluations(run_dir)
+    checkpoints: dict[str, Path] = {}  # snapshot file -> the checkpoint it is exported from
+    snapshots = []
+    for ckpt in sorted((run_dir / "checkpoints").glob("step_*.pt")):
+        step = int(ckpt.stem.split("_")[1])
+        if step in evals:
+            snapshots.append(Snapshot(f"step_{evals[step]['env_steps']:08d}.pt", **evals[step]))
+            checkpoints[snapshots[-1].file] = ckpt
+    medium, expert = pick_tiers(snapshots)
+    cfg = config_lib.load_saved(run_dir / "config.yaml")
+    manifest = Manifest(cfg.task.env_id, snapshots, medium.file, expert.file)
+    if not keep_all:
+        manifest.snapshots = [*manifest.replay_snapshots(), *([expert] if expert.env_steps > medium.env_steps else [])]
+    policies_dir.mkdir(parents=True, exist_ok=True)
+    for snap in manifest.snapshots:
+        export_run(run_dir, ("torchscript",), policies_dir / Path(snap.file).stem, checkpoints[snap.file])
+    manifest.save(policies_dir)
+    return manifest
+
+
+def _evaluations(run_dir: Path) -> dict[int, dict]:
+    """update step -> {env_steps, mean_return, normalized_score} from the run's eval.csv."""
+    with open(run_dir / "eval.csv", newline="") as f:
+        return {int(float(r["step"])): {"env_steps": int(float(r["env_steps"])), "mean_return": float(r["mean_return"]),
+                                         "normalized_score": float(r["normalized_score"])} for r in csv.DictReader(f)}
+
+
+# -- recording the tiers ----------------------------------------------------------------------------
+def tier_episodes(tier: str, manifest: Manifest, policies_dir: Path, transitions: int, seed: int,
+                  safety: SafetyConfig | None = None, progress: bool = True) -> list[Episode]:
+    """Episodes of one tier, `transitions` steps (whole episodes) in all."""
+    env_id, policies_dir = manifest.env_id, Path(policies_dir)
+    if tier == "random":
+        return collect_episodes(env_id, "random", 0, seed=seed, safety=safety, transitions=transitions, progress=progress)
+    if tier in ("medium", "expert"):
+        policy = policies_dir / getattr(manifest, tier)
+        return collect_episodes(env_id, "policy", 0, seed=seed, safety=safety, policy_path=str(policy),
+                                transitions=transitions, progress=progress)
+    if tier == "medium-replay":
+        sources = manifest.replay_snapshots()
+        share = max(1, transitions // (len(sources) + 1))
+        episodes = collect_episodes(env_id, "random", 0, seed=seed, safety=safety, transitions=share, progress=progress)
+        for i, snap in enumerate(sources, start=1):
+            episodes += collect_episodes(env_id, "policy", 0, seed=seed + 100_000 * i, safety=safety,
+                                         policy_path=str(policies_dir / snap.file), transitions=share,
+                                         action_noise=REPLAY_NOISE, progress=progress)
+        return episodes
+    raise ValueError(f"unknown tier {tier!r}; use one of {TIERS}")
+
+
+def record_tier(tier: str, policies_dir: Path, out: Path, transitions: int, seed: int = 0,
+                safety: SafetyConfig | None = None, progress: bool = True) -> Path:
+    """Write one tier's log (Minari layout) at `out`; an interrupted write never looks like a dataset."""
+    policies_dir = resolve_policies(policies_dir)
+    manifest = Manifest.load(policies_dir)
+    episodes = tier_episodes(tier, manifest, policies_dir, transitions, seed, safety, progress)
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    env_name = manifest.env_id.split("-")[0].lower()
+    stats = summarize(episodes)
+    write_demo_log(partial, episodes, manifest.env_id, f"{env_name}-{tier}",
+                   f"D4RL-style {tier} tier on {manifest.env_id}, recorded by robo-offline from {policies_dir}",
+                   {"tier": tier, "behaviour_policies": str(policies_dir), "mean_return": stats["mean_return"]})
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    return out
