@@ -5,7 +5,7 @@
     python benchmarks/finetune.py --task hopper --dataset data/hopper-medium   # any task and logged dataset
 
 For each method and seed: pretrain offline, then fine-tune online with evaluations every 2 % of
-the online budget. Prints the offline score, the score at 10 % of the online budget, the minimum
+the online budget (`--evals`). Prints the offline score, the score at 10 % of the online budget, the minimum
 score over the first 10 % (the "unlearning dip" Cal-QL is meant to remove) and the final score,
 as normalised scores (mean +- std over seeds), and writes one PNG of the offline-to-online
 curves. Not part of CI.
@@ -66,6 +66,7 @@ def main() -> None:
     p.add_argument("--offline-steps", type=int, default=10_000)
     p.add_argument("--env-steps", type=int, default=20_000)
     p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--evals", type=int, default=50, help="evaluations over the online budget (50: every 2 %%)")
     p.add_argument("--task", default="pusher", help="task config (configs/task/NAME.yaml)")
     p.add_argument("--dataset", help="logged dataset (default: built-in Pusher demos at medium quality)")
     p.add_argument("--metric", default="normalized_score", choices=["normalized_score", "mean_return", "success_rate"])
@@ -78,7 +79,7 @@ def main() -> None:
 
     data = [f"task={args.task}", *([f"task.dataset={args.dataset}"] if args.dataset
                                    else ["task.dataset=data/pusher-medium", "task.demos.qualities=[medium]"])]
-    eval_every = max(1, args.env_steps // 50)
+    eval_every = max(1, args.env_steps // args.evals)
     results: dict[str, list[dict[str, float]]] = {}
     curves: dict[str, list[list[tuple[int, float]]]] = {}
     for method in args.methods:
