@@ -202,7 +202,7 @@ def _run_online(ctx: RunContext, cfg: DictConfig, run_dir: Path, resume: Path | 
 
 
 def collector_seed_offset(state: dict[str, Any]) -> int:
-    """Fresh, reproducible episode seeds after a resume (partial episodes are not checkpointed)."""
+    """Episode seeds after a resume whose checkpoint holds no episodes in progress (non-MuJoCo envs)."""
     return 1 + int(state["env_steps"])
 
 

@@ -3,11 +3,13 @@
 Each sub-environment carries a `SafetyFilterWrapper`, so the action that reaches the simulator
 is the filtered one; the collector stores that *executed* action (from the step's info), not the
 policy's raw output. Transitions wait per sub-environment until their episode ends, then enter
-the replay buffer with their Monte-Carlo return-to-go.
+the replay buffer with their Monte-Carlo return-to-go. The collector's state includes the
+episodes in progress, so a resumed run continues them exactly (MuJoCo environments).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,7 @@ import torch
 from torch import Tensor
 
 from robo_offline.data.replay import ReplayBuffer
+from sim.env_state import get_env_state, set_env_state, supports_state
 
 
 @dataclass
@@ -75,7 +78,7 @@ class OnlineCollector:
         self.reset(seed)
 
     def reset(self, seed: int) -> None:
-        """Start fresh episodes (used at start and on resume: partial episodes are not kept)."""
+        """Start fresh episodes, each sub-env seeded from `seed`."""
         obs, _ = self.envs.reset(seed=seed)
         self.obs = np.asarray(obs, dtype=np.float32)
         self.pending = [_Pending() for _ in range(self.n)]
@@ -124,15 +127,28 @@ class OnlineCollector:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"env_steps": self.env_steps, "episode_returns": self.episode_returns,
-                "episode_successes": self.episode_successes, "interventions": self.interventions}
+        """Counters plus, for MuJoCo envs, the episodes in progress (simulator, RNG, wrappers, pending rows)."""
+        state = {"env_steps": self.env_steps, "episode_returns": self.episode_returns,
+                 "episode_successes": self.episode_successes, "interventions": self.interventions}
+        envs = getattr(self.envs, "envs", None)  # sub-envs of a SyncVectorEnv
+        if envs is not None and all(supports_state(e) for e in envs):
+            state["episodes"] = {"obs": self.obs.copy(), "pending": [copy.deepcopy(vars(p)) for p in self.pending],
+                                 "envs": [get_env_state(e) for e in envs]}
+        return state
 
     def load_state_dict(self, state: dict[str, Any], seed: int) -> None:
+        """Continue the checkpointed episodes exactly; without them, start fresh ones seeded `seed`."""
         self.env_steps = state["env_steps"]
         self.episode_returns = list(state["episode_returns"])
         self.episode_successes = list(state["episode_successes"])
         self.interventions = dict(state["interventions"])
         self.reset(seed)
+        episodes = state.get("episodes")
+        if episodes is not None:
+            for env, env_state in zip(self.envs.envs, episodes["envs"]):
+                set_env_state(env, env_state)
+            self.obs = np.asarray(episodes["obs"], dtype=np.float32)
+            self.pending = [_Pending(**copy.deepcopy(p)) for p in episodes["pending"]]
 
 
 def _executed_actions(info: dict[str, Any], done: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

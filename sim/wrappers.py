@@ -46,6 +46,14 @@ class SafetyFilterWrapper(gym.Wrapper):
         info = {**info, "executed_action": executed.copy(), "safety_interventions": self.safety_filter.interventions()}
         return obs, reward, terminated, truncated, info
 
+    def state_dict(self) -> dict[str, Any]:
+        """The filter's memory (previous action, counts) and the last observation, for mid-episode resume."""
+        return {"filter": {k: v.clone() for k, v in self.safety_filter.state_dict().items()}, "last_obs": self._last_obs.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.safety_filter.load_state_dict(state["filter"])
+        self._last_obs = state["last_obs"].clone()
+
 
 def with_env_bounds(config: SafetyConfig, action_space: gym.Space) -> SafetyConfig:
     """A config without bounds takes the environment's action bounds (the least a filter must enforce)."""

@@ -138,7 +138,9 @@ class Interrupt(Exception):
 
 
 def test_killed_run_resumes_from_the_same_step_with_the_same_buffer(source_run, monkeypatch):
+    """Killed mid-episode at step 40: the resumed run ends bit-identical to one that never stopped."""
     tmp, source = source_run
+    straight, _ = finetune(_ft_cfg(tmp, source, "ft_straight"))
     cfg = _ft_cfg(tmp, source, "ft_resume")
     import robo_offline.training.trainer as trainer_mod
 
@@ -158,14 +160,21 @@ def test_killed_run_resumes_from_the_same_step_with_the_same_buffer(source_run, 
     assert state["step"] == 40
     saved_size = state["buffer"]["size"]
     assert saved_size > 0 and state["collector"]["env_steps"] >= 40
+    assert any(p["rewards"] for p in state["collector"]["episodes"]["pending"])  # episodes in progress at the kill
 
     resumed_cfg = C.load_saved(tmp / "ft_resume" / "config.yaml")
     starts = []
     real_fit = trainer_mod.Trainer.fit
     monkeypatch.setattr(trainer_mod.Trainer, "fit", lambda self, start_step=0: starts.append((start_step, self.sample.online.size)) or real_fit(self, start_step))
-    finetune(resumed_cfg, resume=tmp / "ft_resume")
+    resumed, _ = finetune(resumed_cfg, resume=tmp / "ft_resume")
     assert starts == [(40, saved_size)]
     assert load_checkpoint(tmp / "ft_resume" / "checkpoints")["step"] == 80
+    for (name, a), b in zip(straight.algo.state_dict().items(), resumed.algo.state_dict().values()):
+        assert torch.equal(a, b), name
+    end_straight = load_checkpoint(tmp / "ft_straight" / "checkpoints")
+    end_resumed = load_checkpoint(tmp / "ft_resume" / "checkpoints")
+    assert end_straight["buffer"]["size"] == end_resumed["buffer"]["size"]
+    assert end_straight["collector"]["episode_returns"] == end_resumed["collector"]["episode_returns"]
 
 
 def test_converted_run_resumes_as_the_converted_algorithm(tmp_path):

@@ -131,3 +131,27 @@ def test_pusher_reference_returns_are_ordered():
     random_return, expert_return = REFERENCE_RETURNS[PUSHER]
     assert random_return < expert_return < 0  # Pusher rewards are costs
     assert normalized_score(PUSHER, expert_return) == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("env_id", ["Hopper-v5", "Pusher-v5"])
+def test_env_snapshot_continues_an_episode_exactly_through_resets(env_id):
+    from deploy.safety import SafetyConfig
+    from sim.env_state import get_env_state, set_env_state
+    from sim.wrappers import SafetyFilterWrapper
+
+    def build():
+        return make_vector_env(env_id, 2, seed=0, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+                               wrappers=[lambda e: SafetyFilterWrapper(e, SafetyConfig(max_delta=[0.3] * e.action_space.shape[0]))])
+
+    envs, clone = build(), build()
+    envs.reset(seed=3)
+    clone.reset(seed=99)  # a different episode until the snapshot is restored
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (600, *envs.action_space.shape)).astype(np.float32)
+    for a in actions[:70]:
+        envs.step(a)
+    for env, state in zip(clone.envs, [get_env_state(e) for e in envs.envs]):
+        set_env_state(env, state)
+    for a in actions[70:]:  # long enough for time limits and terminations to reset sub-envs
+        for x, y in zip(envs.step(a)[:4], clone.step(a)[:4]):
+            np.testing.assert_array_equal(x, y)
