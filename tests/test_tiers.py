@@ -123,3 +123,17 @@ def test_collect_cli_records_noisy_transitions(tmp_path, capsys):
     assert cli(["collect", "--env", "Hopper-v5", "--behaviour", "random", "--transitions", "120",
                 "--action-noise", "0.1", "--out", str(tmp_path / "log")]) == 0
     assert load_dataset(tmp_path / "log").n_transitions >= 120
+
+
+def test_tiers_cli_records_from_a_policy_directory(policies, tmp_path, capsys):
+    tmp, manifest = policies
+    assert cli(["tiers", "--policies", str(tmp / "policies"), "--tiers", "random", "expert", "--transitions", "100",
+                "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert manifest.expert in out and "medium policy" in out
+    assert load_dataset(tmp_path / "hopper-expert").n_transitions >= 100 and (tmp_path / "hopper-random").exists()
+
+
+def test_tiers_cli_without_policies_exits_2_naming_the_manifest(tmp_path, capsys):
+    assert cli(["tiers", "--policies", str(tmp_path / "none")]) == 2
+    assert "manifest.json" in capsys.readouterr().err
