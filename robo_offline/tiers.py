@@ -94,6 +94,7 @@ def train_behaviours(task: str, policies_dir: Path, env_steps: int, snapshot_eve
     cfg = config_lib.compose([f"task={task}", "algo=sac", f"finetune.env_steps={env_steps}", "finetune.num_envs=1",
                               f"finetune.eval_every={snapshot_every}", f"finetune.checkpoint_every={snapshot_every}",
                               f"finetune.seed={seed}", f"train.seed={seed}", "train.keep_checkpoints=true",
+                              "finetune.random_steps=5000",  # uniform-random warm-up, as in SAC's Hopper recipe
                               *([f"run_dir={run_dir}"] if run_dir else []), *(overrides or [])])
     ctx, _ = train_online(cfg)
     return export_snapshots(ctx.run_dir, policies_dir)
