@@ -145,7 +145,7 @@ def finetune(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, d
     algo.grad_clip, algo.total_steps = cfg.train.grad_clip, updates
     if not algo.optimizers:
         algo.setup()
-    algo.schedulers.clear()  # offline schedules (IQL's cosine) have run their course
+    algo.end_schedules()  # offline schedules (IQL's cosine to 0) have run their course
     if ft.cql_alpha is not None and hasattr(algo.cfg, "cql_alpha"):
         algo.cfg.cql_alpha = ft.cql_alpha
     config_lib.save(cfg, run_dir / "config.yaml")

@@ -185,3 +185,14 @@ def test_converted_run_resumes_as_the_converted_algorithm(tmp_path):
     ft_ctx, _ = finetune(again, resume=tmp_path / "ft_bc")
     assert ft_ctx.algo.cfg.name == "calql"
     assert load_checkpoint(tmp_path / "ft_bc" / "checkpoints")["step"] == 80
+
+
+def test_iql_continues_online_with_a_live_actor_after_its_cosine_schedule(tmp_path):
+    """IQL's offline cosine schedule ends at lr 0; online, its actor must learn again at the configured rate."""
+    ctx, _ = pretrain(C.compose(_tiny(tmp_path, [f"run_dir={tmp_path}/iql"], algo=("algo=iql",))))
+    assert ctx.algo.optimizers["actor"].param_groups[0]["lr"] < 1e-9  # the schedule ran its course
+    offline_actor = [p.detach().clone() for p in ctx.algo.actor.parameters()]
+    ft_ctx, _ = finetune(_ft_cfg(tmp_path, ctx.run_dir, "ft_iql", ["finetune.env_steps=40"]))
+    assert ft_ctx.algo.cfg.name == "iql" and not ft_ctx.algo.schedulers
+    assert ft_ctx.algo.optimizers["actor"].param_groups[0]["lr"] == pytest.approx(ft_ctx.algo.cfg.actor_lr)
+    assert any(not torch.equal(a, b) for a, b in zip(offline_actor, ft_ctx.algo.actor.parameters()))

@@ -57,6 +57,17 @@ class Algorithm(nn.Module):
         return 1.0, 0.0
 
     # -- shared machinery ---------------------------------------------------------------------
+    def end_schedules(self) -> None:
+        """Drop the learning-rate schedules and give each scheduled optimiser its initial rate back.
+
+        An offline schedule (IQL's cosine) ends at a learning rate of 0; continuing online with
+        it would freeze that network, so fine-tuning restarts at the configured rate.
+        """
+        for name in self.schedulers:
+            for group in self.optimizers[name].param_groups:
+                group["lr"] = group.get("initial_lr", group["lr"])
+        self.schedulers.clear()
+
     @torch.no_grad()
     def act(self, obs: Tensor) -> Tensor:
         return self.policy()(obs)
