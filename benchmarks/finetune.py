@@ -126,21 +126,31 @@ def main() -> None:
 
 
 def plot(curves: dict[str, list[list[tuple[int, float]]]], args: argparse.Namespace) -> Path:
+    """Mean over seeds with a min-max band; a second panel with the success rate where the task has one."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, runs in curves.items():
-        steps = [s for s, _ in runs[0]]
-        mean = [statistics.mean(r[i][1] for r in runs) for i in range(min(len(r) for r in runs))]
-        ax.plot(steps[: len(mean)], mean, label=method)
-    ax.set_xlabel("online environment steps")
-    ax.set_ylabel(args.metric)
-    ax.set_title("offline-to-online fine-tuning")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    panels = {args.metric: curves}
+    success = {m: [curve(args.runs / f"{m}-s{seed}-online", "success_rate") for seed in range(len(runs))]
+               for m, runs in curves.items()}
+    if args.metric != "success_rate" and all(all(r) for r in success.values()):
+        panels["success_rate"] = success
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (name, by_method) in zip(axes[0], panels.items()):
+        for method, runs in by_method.items():
+            n = min(len(r) for r in runs)
+            steps = [runs[0][i][0] for i in range(n)]
+            values = [[r[i][1] for r in runs] for i in range(n)]
+            ax.plot(steps, [statistics.mean(v) for v in values], label=method)
+            ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], alpha=0.15)
+        ax.set_xlabel("online environment steps")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"offline-to-online fine-tuning: {args.task}, {args.dataset or 'data/pusher-medium'}, "
+                 f"{len(next(iter(curves.values())))} seeds (band: min-max)")
     out = args.runs / "finetune_curves.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
