@@ -137,3 +137,19 @@ def test_tiers_cli_records_from_a_policy_directory(policies, tmp_path, capsys):
 def test_tiers_cli_without_policies_exits_2_naming_the_manifest(tmp_path, capsys):
     assert cli(["tiers", "--policies", str(tmp_path / "none")]) == 2
     assert "manifest.json" in capsys.readouterr().err
+
+
+def test_shipped_hopper_policies_match_their_manifest():
+    from deploy import load_policy
+    from robo_offline.tiers import resolve_policies
+
+    directory = resolve_policies("sim/policies/hopper")
+    manifest = Manifest.load(directory)
+    assert manifest.env_id == "Hopper-v5"
+    medium, expert = pick_tiers(manifest.snapshots)  # the recorded choice follows the documented rule
+    assert (medium.file, expert.file) == (manifest.medium, manifest.expert)
+    assert expert.normalized_score > 2 * medium.normalized_score
+    policy = load_policy(directory / manifest.expert)
+    assert policy.metadata["env_id"] == "Hopper-v5"
+    action = policy(np.zeros(11, np.float32))
+    assert action.shape == (3,) and np.all(np.abs(action) <= 1.0)
