@@ -22,6 +22,7 @@ from pathlib import Path
 from deploy.safety import SafetyConfig
 from robo_offline import config as config_lib
 from robo_offline.demos import collect_episodes, summarize, write_demo_log
+from robo_offline.export import export_run
 from sim.episode import Episode
 
 TIERS = ("random", "medium", "medium-replay", "expert")
@@ -89,7 +90,7 @@ def resolve_policies(path: str | Path) -> Path:
 def train_behaviours(task: str, policies_dir: Path, env_steps: int, snapshot_every: int, seed: int = 0,
                      overrides: list[str] | None = None, run_dir: Path | None = None) -> Manifest:
     """Train SAC online, export a snapshot every `snapshot_every` env steps, keep the tier policies."""
-    from robo_offline.finetune import train_online
+    from robo_offline.finetune import train_online  # finetune -> pretrain -> tiers: imported on use
 
     cfg = config_lib.compose([f"task={task}", "algo=sac", f"finetune.env_steps={env_steps}", "finetune.num_envs=1",
                               f"finetune.eval_every={snapshot_every}", f"finetune.checkpoint_every={snapshot_every}",
@@ -105,8 +106,6 @@ def export_snapshots(run_dir: Path, policies_dir: Path, keep_all: bool = False) 
 
     Only the snapshots the tiers use (up to medium, and expert) are kept unless `keep_all`.
     """
-    from robo_offline.export import export_run
-
     run_dir, policies_dir = Path(run_dir), Path(policies_dir)
     evals = _evaluations(run_dir)
     checkpoints: dict[str, Path] = {}  # snapshot file -> the checkpoint it is exported from
