@@ -150,7 +150,7 @@ def plot(curves: dict[str, list[list[tuple[int, float]]]], args: argparse.Namesp
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"offline-to-online fine-tuning: {args.task}, {args.dataset or 'data/pusher-medium'}, "
-                 f"{len(next(iter(curves.values())))} seeds (band: min-max)")
+                 f"{len(next(iter(curves.values())))} seeds (band: min-max)", fontsize=9)
     out = args.runs / "finetune_curves.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
