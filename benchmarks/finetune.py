@@ -89,25 +89,20 @@ def main() -> None:
         for seed in range(args.seeds):
             tag = f"{method}-s{seed}"
             online_dir = args.runs / f"{tag}-online"
-            if (online_dir / "checkpoints" / "last.pt").exists() and _finished(online_dir, args.env_steps):
-                points = curve(online_dir, args.metric)  # a re-run of the benchmark keeps finished runs
-                results.setdefault(method, []).append(summary(points, args.env_steps) | final_success(online_dir))
-                curves.setdefault(method, []).append(points)
-                print(f"{tag}: {results[method][-1]} (kept)", flush=True)
-                continue
-            cfg = C.compose([f"algo={algo}", *data, *algo_overrides, f"train.steps={args.offline_steps}", f"train.seed={seed}",
-                             f"train.eval_every={args.offline_steps}", f"train.checkpoint_every={args.offline_steps}",
-                             f"task.eval_episodes={args.eval_episodes}", "train.progress=false",
-                             f"run_dir={args.runs}/{tag}-offline", *args.overrides])
-            ctx, _ = pretrain(cfg)
-            ft_cfg = online_run_config(ctx.run_dir, [f"finetune.env_steps={args.env_steps}", f"finetune.eval_every={eval_every}",
-                                                     f"finetune.checkpoint_every={args.env_steps}", f"finetune.seed={seed}",
-                                                     f"run_dir={online_dir}", *ft_overrides, *args.overrides])
-            ft_ctx, _ = finetune(ft_cfg)
-            points = curve(ft_ctx.run_dir, args.metric)
-            results.setdefault(method, []).append(summary(points, args.env_steps) | final_success(ft_ctx.run_dir))
+            kept = (online_dir / "checkpoints" / "last.pt").exists() and _finished(online_dir, args.env_steps)
+            if not kept:  # a re-run of the benchmark keeps finished runs
+                cfg = C.compose([f"algo={algo}", *data, *algo_overrides, f"train.steps={args.offline_steps}", f"train.seed={seed}",
+                                 f"train.eval_every={args.offline_steps}", f"train.checkpoint_every={args.offline_steps}",
+                                 f"task.eval_episodes={args.eval_episodes}", "train.progress=false",
+                                 f"run_dir={args.runs}/{tag}-offline", *args.overrides])
+                ctx, _ = pretrain(cfg)
+                finetune(online_run_config(ctx.run_dir, [f"finetune.env_steps={args.env_steps}", f"finetune.eval_every={eval_every}",
+                                                         f"finetune.checkpoint_every={args.env_steps}", f"finetune.seed={seed}",
+                                                         f"run_dir={online_dir}", *ft_overrides, *args.overrides]))
+            points = curve(online_dir, args.metric)
+            results.setdefault(method, []).append(summary(points, args.env_steps) | final_success(online_dir))
             curves.setdefault(method, []).append(points)
-            print(f"{tag}: {results[method][-1]}", flush=True)
+            print(f"{tag}: {results[method][-1]}" + (" (kept)" if kept else ""), flush=True)
 
     print(f"\n{args.metric}: {args.offline_steps} offline updates, {args.env_steps} online env steps, "
           f"{args.seeds} seeds (mean +- std)\n")

@@ -101,9 +101,8 @@ def cmd_tiers(args: argparse.Namespace) -> int:
         manifest = train_behaviours(args.task, policies, args.env_steps, args.snapshot_every, args.seed, args.overrides)
     else:
         manifest = Manifest.load(policies)
-    by_file = {s.file: s for s in manifest.snapshots}
     for name in ("medium", "expert"):
-        snap = by_file[getattr(manifest, name)]
+        snap = manifest.tier_policy(name)
         print(f"{name} policy: {policies / snap.file} (SAC after {snap.env_steps} env steps, "
               f"return {snap.mean_return:.0f}, normalised score {snap.normalized_score:.1f})")
     for i, tier in enumerate(args.tiers):

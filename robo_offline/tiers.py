@@ -62,9 +62,13 @@ class Manifest:
         raw = json.loads(path.read_text())
         return cls(raw["env_id"], [Snapshot(**s) for s in raw["snapshots"]], raw["medium"], raw["expert"])
 
+    def tier_policy(self, tier: str) -> Snapshot:
+        """The snapshot behind the "medium" or "expert" tier."""
+        return next(s for s in self.snapshots if s.file == getattr(self, tier))
+
     def replay_snapshots(self) -> list[Snapshot]:
         """The snapshots SAC's buffer saw up to (and including) medium."""
-        medium = next(s for s in self.snapshots if s.file == self.medium)
+        medium = self.tier_policy("medium")
         return [s for s in self.snapshots if s.env_steps <= medium.env_steps]
 
 
@@ -90,7 +94,8 @@ def resolve_policies(path: str | Path) -> Path:
 def train_behaviours(task: str, policies_dir: Path, env_steps: int, snapshot_every: int, seed: int = 0,
                      overrides: list[str] | None = None, run_dir: Path | None = None) -> Manifest:
     """Train SAC online, export a snapshot every `snapshot_every` env steps, keep the tier policies."""
-    from robo_offline.finetune import train_online  # finetune -> pretrain -> tiers: imported on use
+    # Imported on use: finetune -> pretrain -> tiers.
+    from robo_offline.finetune import train_online
 
     cfg = config_lib.compose([f"task={task}", "algo=sac", f"finetune.env_steps={env_steps}", "finetune.num_envs=1",
                               f"finetune.eval_every={snapshot_every}", f"finetune.checkpoint_every={snapshot_every}",
