@@ -19,8 +19,8 @@ import statistics
 from pathlib import Path
 
 from robo_offline import config as C
-from robo_offline.finetune import finetune, online_run_config
-from robo_offline.pretrain import pretrain
+from robo_offline.workflows.finetune import finetune, online_run_config
+from robo_offline.workflows.pretrain import pretrain
 
 # name -> (offline algorithm, overrides for both phases, fine-tuning overrides). "cql" is Cal-QL with the
 # calibration removed (same networks and backup), the ablation of Nakamoto et al. 2023.

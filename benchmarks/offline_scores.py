@@ -16,8 +16,8 @@ import statistics
 from pathlib import Path
 
 from robo_offline import config as C
-from robo_offline.pipeline import demo_summary
-from robo_offline.pretrain import pretrain
+from robo_offline.workflows.main_job import demo_summary
+from robo_offline.workflows.pretrain import pretrain
 
 ALGOS = ["bc", "td3bc", "iql", "cql", "calql", "bcq"]
 QUALITIES = ["expert", "medium", "poor", "mixed"]

@@ -22,7 +22,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from robo_offline.pretrain import pretrain
+    from robo_offline.workflows.pretrain import pretrain
 
     if args.resume:
         cfg = config_lib.load_saved(Path(args.resume) / "config.yaml", args.overrides)
@@ -34,7 +34,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from robo_offline.finetune import finetune, online_run_config
+    from robo_offline.workflows.finetune import finetune, online_run_config
 
     source, overrides = args.source, list(args.overrides)
     if source and "=" in source:  # `finetune --resume DIR key=value`: no source given
@@ -51,7 +51,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_train_online(args: argparse.Namespace) -> int:
-    from robo_offline.finetune import train_online
+    from robo_offline.workflows.finetune import train_online
 
     if args.resume:
         cfg = config_lib.load_saved(Path(args.resume) / "config.yaml", args.overrides)
@@ -69,7 +69,7 @@ def _report(run_dir: Path, result: dict) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from robo_offline.demos import collect_episodes, summarize, write_demo_log
+    from robo_offline.datagen.demos import collect_episodes, summarize, write_demo_log
 
     safety = None
     if args.safety:
@@ -89,7 +89,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_tiers(args: argparse.Namespace) -> int:
-    from robo_offline.tiers import (
+    from robo_offline.datagen.tiers import (
         Manifest,
         record_tier,
         resolve_policies,
@@ -121,7 +121,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from robo_offline.export import export_run
+    from robo_offline.workflows.export import export_run
 
     files = export_run(args.run_dir, tuple(args.formats), args.out, Path(args.checkpoint) if args.checkpoint else None)
     for fmt, path in files.items():
@@ -130,7 +130,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_main_job(args: argparse.Namespace) -> int:
-    from robo_offline.pipeline import run_main_job
+    from robo_offline.workflows.main_job import run_main_job
 
     run_main_job(args.overrides, args.config)
     return 0

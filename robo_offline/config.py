@@ -93,7 +93,7 @@ class FinetuneConfig:
     buffer_size: int = 1_000_000
     eval_every: int = 2_000  # env steps
     checkpoint_every: int = 5_000  # env steps
-    continue_as: str = "auto"  # auto | calql | cql | iql | sac (see robo_offline/finetune.py)
+    continue_as: str = "auto"  # auto | calql | cql | iql | sac (see robo_offline/workflows/finetune.py)
     cql_alpha: float | None = None  # conservative weight online; null keeps the offline value
     distill_steps: int = 2_000  # policy distillation when converting BCQ/TD3+BC/BC (or IQL) to Cal-QL
     random_steps: int = 0  # uniform-random actions first (online from scratch)

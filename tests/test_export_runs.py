@@ -9,8 +9,8 @@ import torch
 from deploy import load_policy
 from robo_offline import config as C
 from robo_offline.cli import main as cli_main
-from robo_offline.export import load_run_policy
-from robo_offline.pretrain import pretrain
+from robo_offline.workflows.export import load_run_policy
+from robo_offline.workflows.pretrain import pretrain
 
 ENV = "InvertedPendulum-v5"
 ALGOS = {

@@ -16,9 +16,9 @@ from deploy.safety import SafetyConfig
 from robo_offline import config as C
 from robo_offline.data import TransitionDataset
 from robo_offline.data.replay import MixedSampler, ReplayBuffer
-from robo_offline.finetune import convert, finetune, online_run_config
-from robo_offline.online import OnlineCollector, Transform
-from robo_offline.pretrain import pretrain
+from robo_offline.workflows.finetune import convert, finetune, online_run_config
+from robo_offline.training.collector import OnlineCollector, Transform
+from robo_offline.workflows.pretrain import pretrain
 from robo_offline.training.checkpoint import load_checkpoint
 from sim.envs import make_vector_env
 from sim.wrappers import SafetyFilterWrapper

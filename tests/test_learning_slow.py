@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from robo_offline import config as C
-from robo_offline.pretrain import pretrain
+from robo_offline.workflows.pretrain import pretrain
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ import pytest
 from robo_offline import config as C
 from robo_offline.cli import main as cli
 from robo_offline.data import load_dataset
-from robo_offline.pretrain import load_task_dataset
-from robo_offline.tiers import Manifest, Snapshot, pick_tiers, record_tier, train_behaviours
+from robo_offline.workflows.pretrain import load_task_dataset
+from robo_offline.datagen.tiers import Manifest, Snapshot, pick_tiers, record_tier, train_behaviours
 from sim.behaviours import NoisyBehaviour, PolicyBehaviour, make_behaviour
 from sim.envs import make_env
 from sim.rollout import rollout_transitions
@@ -141,7 +141,7 @@ def test_tiers_cli_without_policies_exits_2_naming_the_manifest(tmp_path, capsys
 
 def test_shipped_hopper_policies_match_their_manifest():
     from deploy import load_policy
-    from robo_offline.tiers import resolve_policies
+    from robo_offline.datagen.tiers import resolve_policies
 
     directory = resolve_policies("sim/policies/hopper")
     manifest = Manifest.load(directory)

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from robo_offline.algos.base import AlgoConfig, Algorithm
 from robo_offline.data import Batch
-from robo_offline.nets import ConditionalVAE, Critic, PerturbationActor, VAEDecoder, frozen, soft_update
+from robo_offline.algos.nets import ConditionalVAE, Critic, PerturbationActor, VAEDecoder, frozen, soft_update
 
 EVAL_LATENT_SEED = 0
 

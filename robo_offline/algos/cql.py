@@ -26,7 +26,7 @@ from robo_offline.algos.sac import (
     sac_actor_loss,
 )
 from robo_offline.data import Batch
-from robo_offline.nets import frozen, soft_update
+from robo_offline.algos.nets import frozen, soft_update
 
 
 @dataclass

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from robo_offline.algos.base import AlgoConfig, Algorithm
 from robo_offline.data import Batch
-from robo_offline.nets import Critic, TanhGaussianActor, frozen, soft_update
+from robo_offline.algos.nets import Critic, TanhGaussianActor, frozen, soft_update
 
 
 @dataclass

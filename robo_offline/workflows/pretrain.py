@@ -14,10 +14,10 @@ from omegaconf import DictConfig
 from robo_offline import config as config_lib
 from robo_offline.algos import Algorithm, algorithm_class
 from robo_offline.data import TransitionDataset, load_dataset
-from robo_offline.demos import ensure_builtin_demos
+from robo_offline.datagen.demos import ensure_builtin_demos
 from robo_offline.policy import InferencePolicy
-from robo_offline.threads import torch_threads
-from robo_offline.tiers import record_tier
+from sim.threads import torch_threads
+from robo_offline.datagen.tiers import record_tier
 from robo_offline.training.checkpoint import load_checkpoint
 from robo_offline.training.rng import seed_everything, set_rng_state
 from robo_offline.training.trainer import LoopConfig, Trainer

@@ -9,7 +9,7 @@ import numpy as np
 
 from deploy.safety import SafetyConfig
 from robo_offline.data import write_minari_dataset
-from robo_offline.threads import torch_threads
+from sim.threads import torch_threads
 from sim.behaviours import make_behaviour
 from sim.envs import make_env
 from sim.episode import Episode

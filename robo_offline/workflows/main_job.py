@@ -15,11 +15,11 @@ import numpy as np
 
 from robo_offline import config as config_lib
 from robo_offline.data import load_dataset
-from robo_offline.demos import ensure_builtin_demos
-from robo_offline.export import export_run
-from robo_offline.finetune import finetune, online_run_config
-from robo_offline.pretrain import pretrain
-from robo_offline.threads import torch_threads
+from robo_offline.datagen.demos import ensure_builtin_demos
+from robo_offline.workflows.export import export_run
+from robo_offline.workflows.finetune import finetune, online_run_config
+from robo_offline.workflows.pretrain import pretrain
+from sim.threads import torch_threads
 from sim.scores import normalized_score
 
 MAIN_DEFAULTS = {"task": "pusher", "algo": "calql"}

@@ -21,13 +21,13 @@ from pathlib import Path
 
 from deploy.safety import SafetyConfig
 from robo_offline import config as config_lib
-from robo_offline.demos import collect_episodes, summarize, write_demo_log
-from robo_offline.export import export_run
+from robo_offline.datagen.demos import collect_episodes, summarize, write_demo_log
+from robo_offline.workflows.export import export_run
 from sim.episode import Episode
 
 TIERS = ("random", "medium", "medium-replay", "expert")
 MANIFEST = "manifest.json"
-SHIPPED_ROOT = Path(__file__).resolve().parents[1]  # where sim/policies/ lives in a checkout
+SHIPPED_ROOT = Path(__file__).resolve().parents[2]  # where sim/policies/ lives in a checkout
 MEDIUM_FRACTION = 1 / 3  # D4RL: "medium" is trained to about a third of the expert's performance
 REPLAY_NOISE = 0.2  # half-ranges; stands in for the SAC policy's own sampling noise in the replay tier
 
@@ -95,7 +95,7 @@ def train_behaviours(task: str, policies_dir: Path, env_steps: int, snapshot_eve
                      overrides: list[str] | None = None, run_dir: Path | None = None) -> Manifest:
     """Train SAC online, export a snapshot every `snapshot_every` env steps, keep the tier policies."""
     # Imported on use: finetune -> pretrain -> tiers.
-    from robo_offline.finetune import train_online
+    from robo_offline.workflows.finetune import train_online
 
     cfg = config_lib.compose([f"task={task}", "algo=sac", f"finetune.env_steps={env_steps}", "finetune.num_envs=1",
                               f"finetune.eval_every={snapshot_every}", f"finetune.checkpoint_every={snapshot_every}",

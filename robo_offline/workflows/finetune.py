@@ -26,9 +26,9 @@ from robo_offline import config as config_lib
 from robo_offline.algos import Algorithm, algorithm_class
 from robo_offline.data.replay import MixedSampler, ReplayBuffer
 from robo_offline.data.returns import compute_mc_returns
-from robo_offline.online import OnlineCollector, Transform
-from robo_offline.pretrain import RunContext, build_context, new_run_dir
-from robo_offline.threads import torch_threads
+from robo_offline.training.collector import OnlineCollector, Transform
+from robo_offline.workflows.pretrain import RunContext, build_context, new_run_dir
+from sim.threads import torch_threads
 from robo_offline.training.checkpoint import load_checkpoint
 from robo_offline.training.rng import set_rng_state
 from robo_offline.training.trainer import LoopConfig, Trainer
