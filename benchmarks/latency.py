@@ -23,7 +23,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from deploy import SafetyConfig, export_policy, load_policy
+from deploy import EnvUnits, SafetyConfig, export_policy, load_policy
 from deploy.cpp_build import build_policy_runner, missing_build_tools
 from deploy.export import build_deployed_policy
 
@@ -82,14 +82,13 @@ def main() -> None:
 
     core = mlp(args.hidden)
     safety = SafetyConfig.from_dict(OmegaConf.to_container(OmegaConf.load(SAFETY_YAML)))
-    stats = dict(obs_mean=torch.zeros(OBS_DIM), obs_std=torch.ones(OBS_DIM), action_low=[-2.0] * ACT_DIM,
-                 action_high=[2.0] * ACT_DIM)
+    units = EnvUnits.identity(OBS_DIM, [-2.0] * ACT_DIM, [2.0] * ACT_DIM)
     observations = torch.randn(args.steps, OBS_DIM)
     out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="latency_"))
-    files = export_policy(core, **stats, safety=safety, metadata={"algorithm": "benchmark"}, path=out_dir / "policy",
+    files = export_policy(core, units, safety=safety, metadata={"algorithm": "benchmark"}, path=out_dir / "policy",
                           check_observations=observations[:1000])
 
-    eager = build_deployed_policy(core, safety=safety, **stats)
+    eager = build_deployed_policy(core, units, safety)
     rows = {"eager DeployedPolicy (Python)": time_python(eager, eager.reset, observations, args.warmup)}
     for name, fmt in (("TorchScript .pt (Python)", "torchscript"), ("AOTInductor .pt2 (Python)", "pt2")):
         loaded = load_policy(files[fmt])

@@ -5,13 +5,16 @@ robot computer needs nothing else to run an exported policy.
 """
 
 from deploy.export import ExportParityError, export_policy
-from deploy.policy_module import DeployedPolicy
+from deploy.policy_module import DeployedPolicy, EnvPolicy
 from deploy.runtime import LoadedPolicy, load_policy
 from deploy.safety import INTERVENTION_KINDS, SafetyConfig, SafetyFilter
+from deploy.units import EnvUnits
 
 __all__ = [
     "INTERVENTION_KINDS",
     "DeployedPolicy",
+    "EnvPolicy",
+    "EnvUnits",
     "ExportParityError",
     "LoadedPolicy",
     "SafetyConfig",

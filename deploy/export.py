@@ -12,7 +12,7 @@ import json
 import shutil
 from importlib import metadata as package_metadata
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -20,8 +20,9 @@ from torch import Tensor, nn
 from deploy.policy_module import DeployedPolicy, StatelessDeployedPolicy
 from deploy.runtime import METADATA_FILE, LoadedPolicy, load_policy, quiet_torchscript_deprecation
 from deploy.safety import INTERVENTION_KINDS, SafetyConfig
+from deploy.units import EnvUnits
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: normaliser metadata without the 'enabled' flag (identity statistics instead)
 SUFFIXES = {"torchscript": ".pt", "pt2": ".pt2"}
 ArrayLike = Union[Tensor, Sequence[float], Any]  # Any: numpy arrays, taken via torch.as_tensor
 
@@ -32,41 +33,37 @@ class ExportParityError(RuntimeError):
 
 def export_policy(
     core: nn.Module,
+    units: EnvUnits,
     *,
-    obs_mean: Optional[ArrayLike],
-    obs_std: Optional[ArrayLike],
-    action_low: ArrayLike,
-    action_high: ArrayLike,
     safety: SafetyConfig,
     metadata: Dict[str, Any],
     path: Union[str, Path],
     check_observations: ArrayLike,
     formats: Iterable[str] = ("torchscript", "pt2"),
-    normalized: bool = True,
     atol: float = 1e-5,
 ) -> Dict[str, Path]:
-    """Export `core` wrapped in normaliser, action scaling and safety filter; return {format: file}.
+    """Export `core` between its `units` (normaliser, action scaling) and the safety filter; return {format: file}.
 
-    `core` maps normalised observations (B, obs_dim) to actions in [-1, 1]. `normalized`
-    says whether it was trained on normalised observations: then `obs_mean`/`obs_std` are
-    required, otherwise they must be None. `metadata` (JSON-serialisable: algorithm,
-    resolved training config, checkpoint hash, ...) is stored next to what this function
-    adds (spaces, normaliser, safety config, versions, format). `path` is the file stem;
-    suffixes `.pt` / `.pt2` are added. `check_observations` (N, obs_dim), e.g. 1000 random
-    plus dataset observations, drive the parity check (max abs diff <= `atol`).
+    `core` maps normalised observations (B, obs_dim) to actions in [-1, 1]; `units` is the
+    transform it was trained with (identity statistics if it had no normaliser). `metadata`
+    (JSON-serialisable: algorithm, resolved training config, checkpoint hash, ...) is stored
+    next to what this function adds (spaces, normaliser, safety config, versions, format).
+    `path` is the file stem; suffixes `.pt` / `.pt2` are added. `check_observations`
+    (N, obs_dim), e.g. 1000 random plus dataset observations, drive the parity check
+    (max abs diff <= `atol`).
     """
     formats = list(formats)
     unknown = [f for f in formats if f not in SUFFIXES]
     if unknown or not formats:
         raise ValueError(f"unknown export formats {unknown}; choose from {list(SUFFIXES)}")
-    policy = build_deployed_policy(core, obs_mean, obs_std, action_low, action_high, safety, normalized)
-    observations = _with_adversarial_rows(_as_f32(check_observations, "check_observations"), policy.obs_mean.numel())
+    policy = build_deployed_policy(core, units, safety)
+    observations = _with_adversarial_rows(_as_f32(check_observations, "check_observations"), units.obs_dim)
     base = _stem(Path(path))
     base.parent.mkdir(parents=True, exist_ok=True)
     written: Dict[str, Path] = {}
     for fmt in formats:
         file = base.with_name(base.name + SUFFIXES[fmt])
-        text = json.dumps(_full_metadata(policy, safety, normalized, metadata, fmt), allow_nan=False, sort_keys=True)
+        text = json.dumps(_full_metadata(policy, safety, metadata, fmt), allow_nan=False, sort_keys=True)
         try:
             (_write_torchscript if fmt == "torchscript" else _write_pt2)(policy, file, text)
             verify_parity(load_policy(file), policy, observations, atol=atol)
@@ -77,33 +74,12 @@ def export_policy(
     return written
 
 
-def build_deployed_policy(
-    core: nn.Module,
-    obs_mean: Optional[ArrayLike],
-    obs_std: Optional[ArrayLike],
-    action_low: ArrayLike,
-    action_high: ArrayLike,
-    safety: SafetyConfig,
-    normalized: bool = True,
-) -> DeployedPolicy:
-    """A frozen, float32, eval-mode copy of `core` inside a `DeployedPolicy`."""
-    if normalized and (obs_mean is None or obs_std is None):
-        raise ValueError(
-            "the policy was trained on normalised observations (normalized=True) but obs_mean/obs_std "
-            "are missing; pass the training normaliser's statistics, or normalized=False if it had none"
-        )
-    if not normalized and (obs_mean is not None or obs_std is not None):
-        raise ValueError("normalized=False but obs_mean/obs_std were given; say which one the policy was trained with")
-    low, high = _as_f32(action_low, "action_low").flatten(), _as_f32(action_high, "action_high").flatten()
-    if normalized:
-        mean, std = _as_f32(obs_mean, "obs_mean").flatten(), _as_f32(obs_std, "obs_std").flatten()
-    else:
-        obs_dim = _infer_obs_dim(core)
-        mean, std = torch.zeros(obs_dim), torch.ones(obs_dim)
+def build_deployed_policy(core: nn.Module, units: EnvUnits, safety: SafetyConfig) -> DeployedPolicy:
+    """Frozen, float32, eval-mode CPU copies of `core` and `units` inside a `DeployedPolicy`."""
     frozen = copy.deepcopy(core).to(device="cpu", dtype=torch.float32).eval()
     for p in frozen.parameters():
         p.requires_grad_(False)
-    return DeployedPolicy(frozen, mean, std, low, high, safety).eval()
+    return DeployedPolicy(frozen, copy.deepcopy(units).cpu(), safety).eval()
 
 
 def verify_parity(loaded: LoadedPolicy, reference: DeployedPolicy, observations: Tensor, atol: float = 1e-5) -> float:
@@ -139,8 +115,8 @@ def _write_torchscript(policy: DeployedPolicy, file: Path, metadata_json: str) -
         try:
             scripted = torch.jit.script(module)
         except Exception:  # noqa: BLE001 - TorchScript raises many types; tracing is the documented fallback
-            example = torch.zeros(1, module.obs_mean.numel())
-            module.core = torch.jit.trace(module.core, example)
+            example = torch.zeros(1, module.policy.units.obs_dim)
+            module.policy.core = torch.jit.trace(module.policy.core, example)
             scripted = torch.jit.script(module)
         torch.jit.save(scripted, str(file), _extra_files={METADATA_FILE: metadata_json})
 
@@ -158,12 +134,12 @@ def _write_pt2(policy: DeployedPolicy, file: Path, metadata_json: str) -> None:
         raise RuntimeError(f"the .pt2 export compiles C++ with {compiler!r}, which is not on PATH; "
                            "install a C++ compiler or export formats=('torchscript',)")
     stateless = StatelessDeployedPolicy(copy.deepcopy(policy)).eval()
-    example = (torch.zeros(policy.obs_mean.numel()), *stateless.initial_state())
+    example = (torch.zeros(policy.policy.units.obs_dim), *stateless.initial_state())
     program = torch.export.export(stateless, example)
     package_metadata = {
         METADATA_FILE: metadata_json,
-        "obs_dim": str(policy.obs_mean.numel()),
-        "act_dim": str(policy.action_centre.numel()),
+        "obs_dim": str(policy.policy.units.obs_dim),
+        "act_dim": str(policy.policy.units.act_dim),
         "num_intervention_kinds": str(len(INTERVENTION_KINDS)),
     }
     torch._inductor.aoti_compile_and_package(
@@ -177,19 +153,21 @@ def _write_pt2(policy: DeployedPolicy, file: Path, metadata_json: str) -> None:
     )
 
 
-def _full_metadata(
-    policy: DeployedPolicy, safety: SafetyConfig, normalized: bool, caller: Dict[str, Any], fmt: str
-) -> Dict[str, Any]:
-    low = (policy.action_centre.double() - policy.action_half_range.double()).tolist()
-    high = (policy.action_centre.double() + policy.action_half_range.double()).tolist()
+def _full_metadata(policy: DeployedPolicy, safety: SafetyConfig, caller: Dict[str, Any], fmt: str) -> Dict[str, Any]:
+    units = policy.policy.units
     ours: Dict[str, Any] = {
         "format": fmt,
         "format_version": FORMAT_VERSION,
         "package_version": _package_version(),
         "torch_version": torch.__version__,
-        "observation_space": {"shape": [policy.obs_mean.numel()], "dtype": "float32"},
-        "action_space": {"shape": [policy.action_centre.numel()], "dtype": "float32", "low": low, "high": high},
-        "normalizer": {"enabled": normalized, "mean": policy.obs_mean.tolist(), "std": policy.obs_std.tolist()},
+        "observation_space": {"shape": [units.obs_dim], "dtype": "float32"},
+        "action_space": {
+            "shape": [units.act_dim],
+            "dtype": "float32",
+            "low": units.action_low.tolist(),
+            "high": units.action_high.tolist(),
+        },
+        "normalizer": {"mean": units.obs_mean.tolist(), "std": units.obs_std.tolist()},
         "safety": safety.to_dict(),
         "safety_intervention_kinds": list(INTERVENTION_KINDS),
         "interface": _interface(policy, fmt),
@@ -243,13 +221,3 @@ def _with_adversarial_rows(observations: Tensor, obs_dim: int) -> Tensor:
 
 def _stem(path: Path) -> Path:
     return path.with_suffix("") if path.suffix in SUFFIXES.values() else path
-
-
-def _infer_obs_dim(core: nn.Module) -> int:
-    """Input width of the first Linear layer; normalised-free policies need it for the identity normaliser."""
-    for module in core.modules():
-        if isinstance(module, nn.Linear):
-            return module.in_features
-    raise ValueError(
-        "normalized=False: cannot infer obs_dim from the core; export with normalized=True, obs_mean=0, obs_std=1"
-    )

@@ -1,4 +1,4 @@
-"""The module that gets exported: normalise -> policy core -> scale -> safety filter.
+"""The modules that get evaluated and exported: normalise -> policy core -> scale (-> safety filter).
 
 Everything a controller needs between a raw sensor vector and an actuator command lives
 in one module, so the exported file cannot be run without its normaliser or its filter.
@@ -6,50 +6,53 @@ in one module, so the exported file cannot be run without its normaliser or its 
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from deploy.safety import SafetyConfig, SafetyFilter
+from deploy.units import EnvUnits
+
+
+class EnvPolicy(nn.Module):
+    """A policy core in environment units: raw observations (B, obs_dim) -> env-unit actions (B, act_dim).
+
+    `core` maps normalised observations to actions in [-1, 1]; `units` does both crossings.
+    Batched and stateless: simulation evaluates this module (the safety filter runs there as an
+    environment wrapper, per sub-environment), and `DeployedPolicy` exports it with the filter.
+    """
+
+    def __init__(self, core: nn.Module, units: EnvUnits) -> None:
+        super().__init__()
+        self.core = core
+        self.units = units
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.units.action_to_env(self.core(self.units.obs(obs)))
+
+    @torch.jit.unused
+    def act(self, obs: Any) -> Any:
+        """numpy in, numpy out (batched or one observation), on the module's device."""
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.units.obs_mean.device)
+        with torch.no_grad():
+            action = self(x.unsqueeze(0)).squeeze(0) if x.dim() == 1 else self(x)
+        return action.cpu().numpy()
 
 
 class DeployedPolicy(nn.Module):
     """Single-robot policy: `forward(obs (obs_dim,)) -> action (act_dim,)`, stateful through the filter.
 
-    `core` maps normalised observations (B, obs_dim) to actions in [-1, 1] (B, act_dim);
-    its output is scaled affinely to `[action_low, action_high]` and then filtered.
+    `EnvPolicy` (normalise -> core -> scale to the action bounds) followed by the safety filter.
     Observations are cast to float32. One robot per module: the filter's rate limiter
     remembers one previous action, so a batch has no meaning here (use `SafetyFilter.step`).
     """
 
-    def __init__(
-        self,
-        core: nn.Module,
-        obs_mean: Tensor,
-        obs_std: Tensor,
-        action_low: Tensor,
-        action_high: Tensor,
-        safety: SafetyConfig,
-    ) -> None:
+    def __init__(self, core: nn.Module, units: EnvUnits, safety: SafetyConfig) -> None:
         super().__init__()
-        obs_dim, act_dim = obs_mean.numel(), action_low.numel()
-        if obs_std.shape != obs_mean.shape or action_high.shape != action_low.shape:
-            raise ValueError("obs_mean/obs_std and action_low/action_high must have matching shapes")
-        if not bool(torch.isfinite(obs_std).all() & (obs_std > 0).all()) or not bool(torch.isfinite(obs_mean).all()):
-            raise ValueError("normaliser statistics must be finite with obs_std > 0 (add the training epsilon to std)")
-        bounds_ok = torch.isfinite(action_low).all() & torch.isfinite(action_high).all() & (action_low <= action_high).all()
-        if not bool(bounds_ok):
-            raise ValueError("action_low/action_high must be finite with action_low <= action_high")
-        safety.validate(obs_dim=obs_dim, act_dim=act_dim)
-        self.core = core
-        f64 = torch.float64  # centre/half-range in float64 so huge bounds cannot overflow high - low
-        self.register_buffer("obs_mean", obs_mean.to(torch.float32).reshape(obs_dim))
-        self.register_buffer("obs_std", obs_std.to(torch.float32).reshape(obs_dim))
-        low, high = action_low.to(f64).reshape(act_dim), action_high.to(f64).reshape(act_dim)
-        self.register_buffer("action_centre", (0.5 * low + 0.5 * high).float())
-        self.register_buffer("action_half_range", (0.5 * high - 0.5 * low).float())
-        self.safety = SafetyFilter(safety, obs_dim=obs_dim)
+        safety.validate(obs_dim=units.obs_dim, act_dim=units.act_dim)
+        self.policy = EnvPolicy(core, units)
+        self.safety = SafetyFilter(safety, obs_dim=units.obs_dim)
 
     @torch.jit.export
     def reset(self) -> None:
@@ -59,9 +62,7 @@ class DeployedPolicy(nn.Module):
     @torch.jit.export
     def raw_action(self, obs: Tensor) -> Tensor:
         """The policy's action before the safety filter (may be NaN if obs is)."""
-        normalized = (obs.to(torch.float32) - self.obs_mean) / self.obs_std
-        unit = self.core(normalized.unsqueeze(0)).squeeze(0)
-        return torch.addcmul(self.action_centre, self.action_half_range, unit)
+        return self.policy(obs.unsqueeze(0)).squeeze(0)
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.safety(obs, self.raw_action(obs))

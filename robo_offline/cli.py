@@ -11,6 +11,7 @@ from deploy.export import ExportParityError
 from robo_offline import config as config_lib
 from robo_offline.config import ConfigError
 from robo_offline.data import DatasetError
+from robo_offline.training.checkpoint import CheckpointError
 from robo_offline.training.trainer import NonFiniteLossError
 
 OVERRIDES_HELP = "config overrides: task=NAME algo=NAME section.key=value (e.g. train.steps=5000)"
@@ -89,12 +90,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_tiers(args: argparse.Namespace) -> int:
-    from robo_offline.datagen.tiers import (
-        Manifest,
-        record_tier,
-        resolve_policies,
-        train_behaviours,
-    )
+    from robo_offline.datagen.tiers import Manifest, record_tier, resolve_policies
+    from robo_offline.workflows.behaviours import train_behaviours
 
     policies = Path(args.policies) if args.train else resolve_policies(args.policies)
     if args.train:
@@ -207,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, ExportParityError, NonFiniteLossError, FileNotFoundError) as e:
+    except (ConfigError, DatasetError, CheckpointError, ExportParityError, NonFiniteLossError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from deploy import SafetyConfig, export_policy, load_policy
+from deploy import EnvUnits, SafetyConfig, export_policy, load_policy
 from deploy.cpp_build import build_policy_runner, missing_build_tools
 
 torch.set_num_threads(1)
@@ -35,8 +35,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     core = nn.Sequential(nn.Linear(OBS_DIM, 64), nn.Tanh(), nn.Linear(64, ACT_DIM), nn.Tanh())
     safety = SafetyConfig.from_dict(OmegaConf.to_container(OmegaConf.load(PUSHER_SAFETY)))
     return export_policy(
-        core, obs_mean=torch.zeros(OBS_DIM), obs_std=torch.full((OBS_DIM,), 0.5), action_low=[-2.0] * ACT_DIM,
-        action_high=[2.0] * ACT_DIM, safety=safety, metadata={"algorithm": "cpp-harness-test"},
+        core, EnvUnits(torch.zeros(OBS_DIM), torch.full((OBS_DIM,), 0.5), [-2.0] * ACT_DIM, [2.0] * ACT_DIM),
+        safety=safety, metadata={"algorithm": "cpp-harness-test"},
         path=tmp_path_factory.mktemp("cpp") / "policy", check_observations=torch.randn(200, OBS_DIM),
     )
 

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from data_fixtures import make_episode, reference_returns
+
+from deploy.units import EnvUnits
 from robo_offline.data import Batch, DatasetError, TransitionDataset, load_dataset, write_minari_dataset
 
 torch.set_num_threads(1)
@@ -75,9 +77,7 @@ def test_transformed_normalises_maps_actions_and_recomputes_returns(dataset):
     raw_actions, raw_rewards = dataset.actions.clone(), dataset.rewards.clone()
     dataset.actions.copy_(torch.as_tensor(low + (raw_actions.numpy() + 1) / 2 * (high - low)))  # now in [low, high]
     mean, std = dataset.observation_stats()
-    out = dataset.transformed(
-        obs_mean=mean, obs_std=std, reward_scale=2.0, reward_shift=-1.0, action_low=low, action_high=high
-    )
+    out = dataset.transformed(EnvUnits(mean, std, low, high, reward_scale=2.0, reward_shift=-1.0))
 
     torch.testing.assert_close(out.actions, raw_actions, atol=1e-5, rtol=0)  # back in [-1, 1]
     assert out.actions.min() >= -1 and out.actions.max() <= 1
@@ -94,13 +94,9 @@ def test_transformed_normalises_maps_actions_and_recomputes_returns(dataset):
     assert out.terminals is dataset.terminals
 
 
-def test_transformed_rejects_bad_bounds(dataset):
-    with pytest.raises(ValueError, match="both"):
-        dataset.transformed(action_low=np.zeros(2))
-    with pytest.raises(ValueError, match="finite"):
-        dataset.transformed(action_low=np.zeros(2), action_high=np.array([1.0, np.inf]))
-    with pytest.raises(ValueError, match="entries"):
-        dataset.transformed(obs_mean=np.zeros(5))
+def test_transformed_rejects_units_of_other_dimensions(dataset):
+    with pytest.raises(ValueError, match="obs_dim=5"):
+        dataset.transformed(EnvUnits.identity(5, np.zeros(2), np.ones(2)))
 
 
 def test_from_episodes_agrees_with_write_then_load(tmp_path, episodes):

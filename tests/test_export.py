@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 import deploy.export
-from deploy import ExportParityError, SafetyConfig, export_policy, load_policy
+from deploy import EnvUnits, ExportParityError, SafetyConfig, export_policy, load_policy
 from deploy.export import build_deployed_policy
 
 torch.set_num_threads(1)
@@ -31,13 +31,15 @@ def pusher_safety() -> SafetyConfig:
     return SafetyConfig.from_dict(OmegaConf.to_container(OmegaConf.load(PUSHER_SAFETY)))
 
 
-def export_kwargs(tmp_path: Path, **overrides) -> dict:
+def units() -> EnvUnits:
     g = torch.Generator().manual_seed(1)
+    return EnvUnits(torch.randn(OBS_DIM, generator=g) * 0.1, torch.rand(OBS_DIM, generator=g) + 0.5,
+                    [-2.0] * ACT_DIM, [2.0] * ACT_DIM)
+
+
+def export_kwargs(tmp_path: Path, **overrides) -> dict:
+    g = torch.Generator().manual_seed(2)
     kwargs = dict(
-        obs_mean=torch.randn(OBS_DIM, generator=g) * 0.1,
-        obs_std=torch.rand(OBS_DIM, generator=g) + 0.5,
-        action_low=[-2.0] * ACT_DIM,
-        action_high=[2.0] * ACT_DIM,
         safety=pusher_safety(),
         metadata=CALLER_METADATA,
         path=tmp_path / "policy",
@@ -50,7 +52,7 @@ def export_kwargs(tmp_path: Path, **overrides) -> dict:
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     """Both formats, exported once (the .pt2 compile takes ~20 s)."""
     kwargs = export_kwargs(tmp_path_factory.mktemp("export"))
-    return export_policy(small_core(), **kwargs), kwargs
+    return export_policy(small_core(), units(), **kwargs), kwargs
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "pt2"])
@@ -63,12 +65,11 @@ def test_round_trip_carries_metadata_and_matches_eager(exported, fmt: str) -> No
     assert {k: meta[k] for k in CALLER_METADATA} == CALLER_METADATA
     assert meta["observation_space"]["shape"] == [OBS_DIM] and meta["action_space"]["shape"] == [ACT_DIM]
     assert meta["action_space"]["low"] == [-2.0] * ACT_DIM
-    assert meta["normalizer"]["mean"] == pytest.approx(kwargs["obs_mean"].tolist())
+    assert meta["normalizer"]["mean"] == pytest.approx(units().obs_mean.tolist())
     assert SafetyConfig.from_dict(meta["safety"]) == kwargs["safety"]
     assert "package_version" in meta
 
-    eager = build_deployed_policy(small_core(), kwargs["obs_mean"], kwargs["obs_std"], kwargs["action_low"],
-                                  kwargs["action_high"], kwargs["safety"])
+    eager = build_deployed_policy(small_core(), units(), kwargs["safety"])
     observations = torch.randn(50, OBS_DIM) * 2
     for _ in range(2):  # second pass checks that reset() really restarts the rate limiter
         policy.reset()
@@ -111,26 +112,28 @@ def test_tampered_file_fails_parity_and_is_removed(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(deploy.export, "load_policy", load_tampered)
     kwargs = export_kwargs(tmp_path)
     with pytest.raises(ExportParityError, match="differs from the eager policy"):
-        export_policy(small_core(), **kwargs, formats=["torchscript"])
+        export_policy(small_core(), units(), **kwargs, formats=["torchscript"])
     assert not (tmp_path / "policy.pt").exists()
 
 
-def test_refuses_export_without_normaliser_statistics(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="obs_mean/obs_std are missing"):
-        export_policy(small_core(), **export_kwargs(tmp_path, obs_mean=None), formats=["torchscript"])
+def test_bad_units_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="obs_std > 0"):
+        EnvUnits(torch.zeros(OBS_DIM), torch.zeros(OBS_DIM), [-2.0] * ACT_DIM, [2.0] * ACT_DIM)
+    with pytest.raises(ValueError, match="action_low < action_high"):
+        EnvUnits(torch.zeros(OBS_DIM), torch.ones(OBS_DIM), [2.0] * ACT_DIM, [2.0] * ACT_DIM)
     assert not list(tmp_path.iterdir())
 
 
 def test_unnormalised_policy_exports_with_identity_normaliser(tmp_path: Path) -> None:
-    files = export_policy(small_core(), **export_kwargs(tmp_path, obs_mean=None, obs_std=None), normalized=False,
-                          formats=["torchscript"])
+    identity = EnvUnits.identity(OBS_DIM, [-2.0] * ACT_DIM, [2.0] * ACT_DIM)
+    files = export_policy(small_core(), identity, **export_kwargs(tmp_path), formats=["torchscript"])
     meta = load_policy(files["torchscript"]).metadata["normalizer"]
-    assert meta == {"enabled": False, "mean": [0.0] * OBS_DIM, "std": [1.0] * OBS_DIM}
+    assert meta == {"mean": [0.0] * OBS_DIM, "std": [1.0] * OBS_DIM}
 
 
 def test_rejects_metadata_that_overwrites_export_fields(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\['safety'\] are written by export_policy"):
-        export_policy(small_core(), **export_kwargs(tmp_path, metadata={"safety": "mine"}), formats=["torchscript"])
+        export_policy(small_core(), units(), **export_kwargs(tmp_path, metadata={"safety": "mine"}), formats=["torchscript"])
 
 
 class UnscriptableCore(nn.Module):
@@ -146,6 +149,6 @@ class UnscriptableCore(nn.Module):
 
 
 def test_core_that_does_not_script_is_traced(tmp_path: Path) -> None:
-    files = export_policy(UnscriptableCore(), **export_kwargs(tmp_path), formats=["torchscript"])
+    files = export_policy(UnscriptableCore(), units(), **export_kwargs(tmp_path), formats=["torchscript"])
     policy = load_policy(files["torchscript"])
     assert policy(torch.zeros(OBS_DIM)).shape == (ACT_DIM,)

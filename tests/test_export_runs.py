@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from deploy import load_policy
+from deploy import EnvUnits, load_policy
 from robo_offline import config as C
 from robo_offline.cli import main as cli_main
 from robo_offline.workflows.export import load_run_policy
+from robo_offline.training.checkpoint import CheckpointError
+from robo_offline.workflows.context import checkpoint_units
+from robo_offline.workflows.export import export_run
 from robo_offline.workflows.pretrain import pretrain
 
 ENV = "InvertedPendulum-v5"
@@ -44,9 +47,9 @@ def test_export_run_dir_both_formats_with_parity(demos, algo, capsys):
 
     algo_obj, state, _ = load_run_policy(ctx.run_dir)
     obs = ctx.raw_dataset.observations[:50]
-    mean, std = state["normalizer"]["mean"], state["normalizer"]["std"]
-    low, high = (torch.as_tensor(state["action_bounds"][k]) for k in ("low", "high"))
-    with torch.no_grad():
+    units = checkpoint_units(state, ctx.run_dir)
+    mean, std, low, high = units.obs_mean, units.obs_std, units.action_low.float(), units.action_high.float()
+    with torch.no_grad():  # the formula written out, independently of EnvUnits
         expected = low + (algo_obj.policy()((obs - mean) / std).clamp(-1, 1) + 1) * 0.5 * (high - low)
     for fmt, path in files.items():
         policy = load_policy(path)
@@ -57,3 +60,27 @@ def test_export_run_dir_both_formats_with_parity(demos, algo, capsys):
             np.testing.assert_allclose(policy(o.numpy()), e.numpy(), atol=1e-5, err_msg=f"{algo} {fmt}")
         policy.reset()
         assert np.isfinite(policy(np.full(obs.shape[1], np.nan, np.float32))).all()
+
+
+def test_checkpoints_from_before_env_units_load_and_others_fail_naming_the_field(demos, tmp_path):
+    """A pre-EnvUnits checkpoint (normalizer / action_bounds / reward_transform) is converted; one with
+    neither layout is refused with the missing entries named."""
+    run = demos / "bc"  # written by the parametrised test above
+    if not (run / "checkpoints" / "last.pt").is_file():
+        pytest.skip("needs the bc run of test_export_run_dir_both_formats_with_parity")
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    units = EnvUnits.from_state(state.pop("units"))
+    legacy = {**state, "normalizer": {"mean": units.obs_mean, "std": units.obs_std, "enabled": True},
+              "action_bounds": {"low": units.action_low.numpy(), "high": units.action_high.numpy()},
+              "reward_transform": {"scale": 1.0, "shift": 0.0}}
+    torch.save(legacy, tmp_path / "legacy.pt")
+    converted = checkpoint_units(torch.load(tmp_path / "legacy.pt", weights_only=False), tmp_path / "legacy.pt")
+    for k, v in units.state_dict().items():
+        torch.testing.assert_close(converted.state_dict()[k], v, rtol=0, atol=0)
+    files = export_run(run, ("torchscript",), tmp_path / "from_legacy", tmp_path / "legacy.pt")
+    assert load_policy(files["torchscript"]).metadata["normalizer"]["mean"] == units.obs_mean.tolist()
+
+    del legacy["action_bounds"]
+    torch.save(legacy, tmp_path / "broken.pt")
+    with pytest.raises(CheckpointError, match=r"broken\.pt.*no 'units' entry.*missing \['action_bounds'\]"):
+        export_run(run, ("torchscript",), tmp_path / "broken", tmp_path / "broken.pt")

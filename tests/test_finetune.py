@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from deploy.safety import SafetyConfig
+from deploy.units import EnvUnits
 from robo_offline import config as C
 from robo_offline.data import TransitionDataset
 from robo_offline.data.replay import MixedSampler, ReplayBuffer
 from robo_offline.workflows.finetune import convert, finetune, online_run_config
-from robo_offline.training.collector import OnlineCollector, Transform
+from robo_offline.training.collector import OnlineCollector
 from robo_offline.workflows.pretrain import pretrain
 from robo_offline.training.checkpoint import load_checkpoint
 from sim.envs import make_vector_env
@@ -88,12 +89,12 @@ def test_collector_stores_the_filtered_action_not_the_raw_one():
     envs = make_vector_env(ENV, 2, seed=0, wrappers=[lambda e: SafetyFilterWrapper(e, tight)],
                            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     buf = ReplayBuffer(5000, 4, 1, 0.99)
-    tr = Transform(np.zeros(4, np.float32), np.ones(4, np.float32), np.array([-3.0], np.float32), np.array([3.0], np.float32))
+    units = EnvUnits.identity(4, [-3.0], [3.0])
     always_max = lambda obs: torch.ones(obs.shape[0], 1)  # raw policy action: +3 in env units
-    collector = OnlineCollector(envs, buf, tr, always_max, torch.device("cpu"), seed=0)
+    collector = OnlineCollector(envs, buf, units, always_max, torch.device("cpu"), seed=0)
     while buf.episodes < 3:
         collector.step()
-    stored = tr.action_to_env(buf.tensors["actions"][: buf.size].numpy())
+    stored = units.numpy.action_to_env(buf.tensors["actions"][: buf.size].numpy())
     np.testing.assert_allclose(stored, 0.1, atol=1e-5)  # the executed (clamped) action, never the raw +3
     assert collector.interventions.get("clamp", 0) >= buf.size
     envs.close()

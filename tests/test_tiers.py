@@ -11,8 +11,9 @@ import pytest
 from robo_offline import config as C
 from robo_offline.cli import main as cli
 from robo_offline.data import load_dataset
-from robo_offline.workflows.pretrain import load_task_dataset
-from robo_offline.datagen.tiers import Manifest, Snapshot, pick_tiers, record_tier, train_behaviours
+from robo_offline.workflows.context import load_task_dataset
+from robo_offline.datagen.tiers import Manifest, Snapshot, pick_tiers, record_tier
+from robo_offline.workflows.behaviours import train_behaviours
 from sim.behaviours import NoisyBehaviour, PolicyBehaviour, make_behaviour
 from sim.envs import make_env
 from sim.rollout import rollout_transitions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from deploy.units import EnvUnits
 from robo_offline.data.errors import DatasetError
 from robo_offline.data.hdf5_io import as_bool
 from robo_offline.data.raw import RawTransitions, concat_episodes
@@ -194,58 +196,28 @@ class TransitionDataset:
         totals = torch.zeros(self.n_episodes, dtype=dtype, device=self.device)
         return totals.index_add_(0, self.episode_ids, self.rewards.to(dtype)).float()
 
-    def transformed(
-        self,
-        *,
-        obs_mean: Tensor | np.ndarray | None = None,
-        obs_std: Tensor | np.ndarray | None = None,
-        reward_scale: float = 1.0,
-        reward_shift: float = 0.0,
-        action_low: Tensor | np.ndarray | None = None,
-        action_high: Tensor | np.ndarray | None = None,
-    ) -> TransitionDataset:
-        """A new dataset with normalised observations, affine rewards and actions in [-1, 1].
+    def transformed(self, units: EnvUnits) -> TransitionDataset:
+        """A new dataset in training units: `units` applied to observations, actions and rewards.
 
-        Observations and next observations become `(o - obs_mean) / obs_std`; rewards
-        `r * reward_scale + reward_shift`, with MC returns recomputed from them; actions are
-        mapped linearly from [action_low, action_high] to [-1, 1] (clamped, so values within
-        the loader's 1e-6 bound tolerance stay inside). The parameters are appended to
-        `metadata["transforms"]` so a policy can undo them at deployment.
+        Observations and next observations are normalised, actions mapped to [-1, 1] (clamped,
+        so values within the loader's 1e-6 bound tolerance stay inside) and rewards mapped
+        affinely, with MC returns recomputed from them. The transform is appended to
+        `metadata["transforms"]`.
         """
-        observations, next_observations = self.observations, self.next_observations
-        if obs_mean is not None or obs_std is not None:
-            mean = self._vector(obs_mean, self.obs_dim, "obs_mean", default=0.0)
-            std = self._vector(obs_std, self.obs_dim, "obs_std", default=1.0)
-            if not bool(torch.all(std > 0)):
-                raise ValueError("obs_std must be positive in every dimension")
-            observations = (observations - mean) / std
-            next_observations = (next_observations - mean) / std
-        actions = self.actions
-        if (action_low is None) != (action_high is None):
-            raise ValueError("give both action_low and action_high, or neither")
-        if action_low is not None:
-            low = self._vector(action_low, self.act_dim, "action_low")
-            high = self._vector(action_high, self.act_dim, "action_high")
-            if not bool(torch.all(torch.isfinite(low) & torch.isfinite(high) & (high > low))):
-                raise ValueError("action bounds must be finite with action_high > action_low in every dimension")
-            actions = ((actions - low) * (2.0 / (high - low)) - 1.0).clamp(-1.0, 1.0)
+        if units.obs_dim != self.obs_dim or units.act_dim != self.act_dim:
+            raise ValueError(f"units are for obs_dim={units.obs_dim}, act_dim={units.act_dim}; "
+                             f"the dataset has obs_dim={self.obs_dim}, act_dim={self.act_dim}")
+        if units.obs_mean.device != self.device:
+            units = copy.deepcopy(units).to(self.device)  # Module.to would move the caller's
         rewards, mc_returns = self.rewards, self.mc_returns
-        if reward_scale != 1.0 or reward_shift != 0.0:
-            rewards = self.rewards * reward_scale + reward_shift
+        if float(units.reward_scale) != 1.0 or float(units.reward_shift) != 0.0:
+            rewards = units.reward(self.rewards)
             mc_returns = self._mc_returns_of(rewards)
-        record = {
-            "obs_mean": _numpy_or_none(obs_mean),
-            "obs_std": _numpy_or_none(obs_std),
-            "reward_scale": float(reward_scale),
-            "reward_shift": float(reward_shift),
-            "action_low": _numpy_or_none(action_low),
-            "action_high": _numpy_or_none(action_high),
-        }
-        metadata = {**self.metadata, "transforms": [*self.metadata.get("transforms", []), record]}
+        metadata = {**self.metadata, "transforms": [*self.metadata.get("transforms", []), units.describe()]}
         return self._replace(
-            observations=observations,
-            next_observations=next_observations,
-            actions=actions,
+            observations=units.obs(self.observations),
+            next_observations=units.obs(self.next_observations),
+            actions=units.action_to_unit(self.actions),
             rewards=rewards,
             mc_returns=mc_returns,
             metadata=metadata,
@@ -268,14 +240,6 @@ class TransitionDataset:
         ends = ((self.terminals > 0) | (self.timeouts > 0)).cpu().numpy()
         returns = compute_mc_returns(rewards.cpu().numpy(), ends, ends, self.gamma)
         return torch.from_numpy(returns).to(self.device)
-
-    def _vector(self, value, size: int, name: str, default: float | None = None) -> Tensor:
-        if value is None:
-            return torch.full((size,), float(default), device=self.device)
-        vector = torch.as_tensor(value, dtype=torch.float32, device=self.device).reshape(-1)
-        if vector.shape[0] != size:
-            raise ValueError(f"{name} has {vector.shape[0]} entries; expected {size}")
-        return vector
 
     def _check_shapes(self) -> None:
         n = self.observations.shape[0]
@@ -315,11 +279,3 @@ def _to_tensor(array: np.ndarray, device: str | torch.device, dtype: torch.dtype
 
 def _accumulation_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
-
-
-def _numpy_or_none(value) -> np.ndarray | None:
-    if value is None:
-        return None
-    if isinstance(value, Tensor):
-        return value.detach().cpu().numpy().astype(np.float32)
-    return np.asarray(value, dtype=np.float32)

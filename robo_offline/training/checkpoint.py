@@ -12,6 +12,10 @@ import torch
 LAST = "last.pt"
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: the message names the file and what is missing."""
+
+
 def save_checkpoint(state: dict[str, Any], directory: Path, step: int, keep_every: bool = False) -> Path:
     """Write `last.pt` (and `step_<n>.pt` when keep_every) via a temporary file + rename."""
     directory.mkdir(parents=True, exist_ok=True)

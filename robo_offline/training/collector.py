@@ -19,33 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from deploy.units import EnvUnits
 from robo_offline.data.replay import ReplayBuffer
 from sim.env_state import get_env_state, set_env_state, supports_state
-
-
-@dataclass
-class Transform:
-    """Env units <-> training units (the same transform the offline dataset went through)."""
-
-    obs_mean: np.ndarray
-    obs_std: np.ndarray
-    action_low: np.ndarray
-    action_high: np.ndarray
-    reward_scale: float = 1.0
-    reward_shift: float = 0.0
-
-    def obs(self, obs: np.ndarray) -> np.ndarray:
-        return ((obs - self.obs_mean) / self.obs_std).astype(np.float32)
-
-    def action_to_unit(self, action: np.ndarray) -> np.ndarray:
-        unit = 2.0 * (action - self.action_low) / (self.action_high - self.action_low) - 1.0
-        return np.clip(unit, -1.0, 1.0).astype(np.float32)
-
-    def action_to_env(self, unit: np.ndarray) -> np.ndarray:
-        return (self.action_low + (np.clip(unit, -1.0, 1.0) + 1.0) * 0.5 * (self.action_high - self.action_low)).astype(np.float32)
-
-    def reward(self, reward: np.ndarray) -> np.ndarray:
-        return (reward * self.reward_scale + self.reward_shift).astype(np.float32)
 
 
 @dataclass
@@ -67,9 +43,10 @@ class OnlineCollector:
     observation and final info arrive in the same step as its reset observation.
     """
 
-    def __init__(self, envs: gym.vector.VectorEnv, buffer: ReplayBuffer, transform: Transform,
+    def __init__(self, envs: gym.vector.VectorEnv, buffer: ReplayBuffer, units: EnvUnits,
                  explore: Callable[[Tensor], Tensor], device: torch.device, seed: int):
-        self.envs, self.buffer, self.transform, self.explore, self.device = envs, buffer, transform, explore, device
+        self.envs, self.buffer, self.explore, self.device = envs, buffer, explore, device
+        self.units = units.numpy
         self.n = envs.num_envs
         self.env_steps = 0
         self.episode_returns: list[float] = []  # raw (env-unit) returns of finished episodes
@@ -85,18 +62,22 @@ class OnlineCollector:
 
     @torch.no_grad()
     def step(self) -> None:
-        obs_unit = self.transform.obs(self.obs)
+        obs_unit = self.units.obs(self.obs)
         action = self.explore(torch.as_tensor(obs_unit, device=self.device)).cpu().numpy()
-        next_obs, reward, terminated, truncated, info = self.envs.step(self.transform.action_to_env(action))
+        next_obs, reward, terminated, truncated, info = self.envs.step(self.units.action_to_env(action))
         done = terminated | truncated
-        executed, final_obs, final_info = _executed_actions(info, done, action.shape), info.get("final_obs"), info.get("final_info", {})
+        final_info = info.get("final_info", {})
+        last = np.array(next_obs, dtype=np.float32)  # a finished sub-env's row: its final observation
+        for i in np.flatnonzero(done):
+            last[i] = info["final_obs"][i]
+        executed_unit = self.units.action_to_unit(_executed_actions(info, done, action.shape))
+        last_unit = self.units.obs(last)
         for i in range(self.n):
-            last = np.asarray(final_obs[i], dtype=np.float32) if done[i] else next_obs[i]
             p = self.pending[i]
             p.obs.append(obs_unit[i])
-            p.actions.append(self.transform.action_to_unit(executed[i]))
+            p.actions.append(executed_unit[i])
             p.rewards.append(float(reward[i]))
-            p.next_obs.append(self.transform.obs(last))
+            p.next_obs.append(last_unit[i])
             p.terminals.append(float(terminated[i]))
             p.raw_return += float(reward[i])
             if done[i]:
@@ -106,7 +87,7 @@ class OnlineCollector:
 
     def _finish(self, i: int, final_info: dict[str, Any]) -> None:
         p = self.pending[i]
-        self.buffer.add_episode(np.stack(p.obs), np.stack(p.actions), self.transform.reward(np.array(p.rewards)),
+        self.buffer.add_episode(np.stack(p.obs), np.stack(p.actions), self.units.reward(np.array(p.rewards)),
                                 np.stack(p.next_obs), np.array(p.terminals, dtype=np.float32))
         self.episode_returns.append(p.raw_return)
         success = _item(final_info, "is_success", i)

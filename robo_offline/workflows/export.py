@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from deploy.export import export_policy
@@ -17,6 +16,7 @@ from robo_offline import config as config_lib
 from robo_offline.algos import Algorithm, algorithm_class
 from robo_offline.data import DatasetError, load_dataset
 from robo_offline.training.checkpoint import LAST, file_sha256, load_checkpoint
+from robo_offline.workflows.context import checkpoint_units
 from sim.envs import make_env
 from sim.wrappers import with_env_bounds
 
@@ -51,11 +51,11 @@ def export_run(run_dir: str | Path, formats: tuple[str, ...] = ("torchscript", "
     """Export a run's policy; returns {format: path}. Fails (and writes nothing) if parity fails."""
     run_dir = Path(run_dir)
     algo, state, cfg = load_run_policy(run_dir, checkpoint)
-    norm = state["normalizer"]
+    ckpt_file = checkpoint or run_dir / "checkpoints" / LAST
+    units = checkpoint_units(state, ckpt_file)
     env = make_env(state["env_id"])
     safety = with_env_bounds(config_lib.to_object(cfg).safety, env.action_space)
     env.close()
-    ckpt_file = checkpoint or run_dir / "checkpoints" / LAST
     metadata = {
         "algorithm": state["algo_name"],
         "env_id": state["env_id"],
@@ -64,15 +64,14 @@ def export_run(run_dir: str | Path, formats: tuple[str, ...] = ("torchscript", "
         "source_checkpoint": str(ckpt_file),
         "source_checkpoint_sha256": file_sha256(Path(ckpt_file)),
     }
-    bounds = state["action_bounds"]
     return export_policy(
         algo.policy(),
-        obs_mean=norm["mean"], obs_std=norm["std"],
-        action_low=np.asarray(bounds["low"]), action_high=np.asarray(bounds["high"]),
-        safety=safety, metadata=metadata,
+        units,
+        safety=safety,
+        metadata=metadata,
         path=Path(out) if out else run_dir / "export" / "policy",
-        check_observations=check_observations(cfg, norm["mean"], norm["std"]),
-        formats=formats, normalized=bool(norm["enabled"]),
+        check_observations=check_observations(cfg, units.obs_mean, units.obs_std),
+        formats=formats,
     )
 
 

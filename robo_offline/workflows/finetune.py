@@ -26,8 +26,8 @@ from robo_offline import config as config_lib
 from robo_offline.algos import Algorithm, algorithm_class
 from robo_offline.data.replay import MixedSampler, ReplayBuffer
 from robo_offline.data.returns import compute_mc_returns
-from robo_offline.training.collector import OnlineCollector, Transform
-from robo_offline.workflows.pretrain import RunContext, build_context, new_run_dir
+from robo_offline.training.collector import OnlineCollector
+from robo_offline.workflows.context import RunContext, build_context, checkpoint_units, new_run_dir
 from sim.threads import torch_threads
 from robo_offline.training.checkpoint import load_checkpoint
 from robo_offline.training.rng import set_rng_state
@@ -84,7 +84,7 @@ def evaluate_online(ctx: RunContext, algo: Algorithm, n_episodes: int, seed: int
     env = SafetyFilterWrapper(make_env(env_id, seed=seed), config_lib.to_object(ctx.cfg).safety)
     try:
         with torch_threads(1):
-            episodes = rollout_episodes(env, PolicyBehaviour(ctx.inference_policy()), n_episodes, seed=seed, progress=False)
+            episodes = rollout_episodes(env, PolicyBehaviour(ctx.env_policy().act), n_episodes, seed=seed, progress=False)
     finally:
         env.close()
     returns = np.array([e.total_return for e in episodes])
@@ -102,19 +102,14 @@ def calibration(ctx: RunContext, algo: Algorithm, episodes) -> dict[str, float]:
     critic = getattr(algo, "critic", None)
     if critic is None:
         return {}
-    tr = transform_of(ctx)
-    obs = np.concatenate([tr.obs(e.observations[:-1]) for e in episodes])
-    act = np.concatenate([tr.action_to_unit(e.actions) for e in episodes])
+    units = ctx.units.numpy
+    obs = np.concatenate([units.obs(e.observations[:-1]) for e in episodes])
+    act = np.concatenate([units.action_to_unit(e.actions) for e in episodes])
     # One episode per call: its last step always ends the sum, so no other episode end is marked.
-    mc = np.concatenate([compute_mc_returns(tr.reward(e.rewards), e.terminations, np.zeros(e.length, dtype=bool),
+    mc = np.concatenate([compute_mc_returns(units.reward(e.rewards), e.terminations, np.zeros(e.length, dtype=bool),
                                             ctx.cfg.algo.gamma) for e in episodes])
     q = critic(torch.as_tensor(obs, device=ctx.device), torch.as_tensor(act, device=ctx.device)).min(0).values
     return {"q_estimate": float(q.mean()), "mc_return": float(mc.mean())}
-
-
-def transform_of(ctx: RunContext) -> Transform:
-    return Transform(ctx.obs_mean.cpu().numpy(), ctx.obs_std.cpu().numpy(), ctx.action_low, ctx.action_high,
-                     ctx.reward_scale, ctx.reward_shift)
 
 
 # -- the loop ---------------------------------------------------------------------------------------
@@ -162,7 +157,7 @@ def _run_online(ctx: RunContext, cfg: DictConfig, run_dir: Path, resume: Path | 
     capacity = min(ft.buffer_size, ft.env_steps + 1000 * ft.num_envs)
     buffer = ReplayBuffer(capacity, algo.obs_dim, algo.act_dim, cfg.algo.gamma, ctx.device)
     explore = _explorer(algo, ft.random_steps)
-    collector = OnlineCollector(envs, buffer, transform_of(ctx), lambda o: explore(o, collector.env_steps), ctx.device, ft.seed)
+    collector = OnlineCollector(envs, buffer, ctx.units, lambda o: explore(o, collector.env_steps), ctx.device, ft.seed)
     generator = torch.Generator(device=ctx.device).manual_seed(train.seed)
     sampler = MixedSampler(ctx.dataset, buffer, train.batch_size, ft.online_fraction if ft.source else 1.0, generator)
     per_vector_step = ft.num_envs * ft.utd_ratio
@@ -224,8 +219,8 @@ def _load_offline(ctx: RunContext, source_dir: Path) -> None:
     for k, opt in ctx.algo.optimizers.items():
         opt.load_state_dict(state["algo"]["optimizers"][k])
     ctx.algo.updates = int(state["algo"].get("updates", 0))
-    norm = state["normalizer"]
-    if not torch.allclose(norm["mean"].to(ctx.device), ctx.obs_mean) or not torch.allclose(norm["std"].to(ctx.device), ctx.obs_std):
+    stored = checkpoint_units(state, source_dir).to(ctx.device)
+    if not torch.allclose(stored.obs_mean, ctx.units.obs_mean) or not torch.allclose(stored.obs_std, ctx.units.obs_std):
         raise ValueError(f"{source_dir}: the dataset's normalisation statistics differ from the checkpoint's; "
                          "fine-tune on the dataset the policy was pretrained on")
 
