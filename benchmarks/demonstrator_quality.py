@@ -10,26 +10,21 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 from sim.behaviours import make_behaviour
 from sim.envs import make_env
-from sim.rollout import rollout_episodes
+from sim.evaluation import evaluate
 
 ENV_ID = "Pusher-v5"
 BEHAVIOURS = (("random", "-"), ("scripted", "poor"), ("scripted", "medium"), ("scripted", "expert"))
 
 
 def measure(name: str, quality: str, episodes: int, seed: int) -> dict[str, float]:
-    env = make_env(ENV_ID)
-    behaviour = make_behaviour(name, env, quality=quality if name == "scripted" else "expert", seed=seed)
+    behaviour = make_behaviour(name, make_env(ENV_ID), quality=quality if name == "scripted" else "expert", seed=seed)
     start = time.perf_counter()
-    batch = rollout_episodes(env, behaviour, episodes, seed=seed, progress=False)
+    result = evaluate(behaviour, ENV_ID, n_episodes=episodes, seed=seed)
     elapsed = time.perf_counter() - start
-    env.close()
-    returns = np.array([e.total_return for e in batch])
-    return {"success": float(np.mean([bool(e.success) for e in batch])), "mean": float(returns.mean()),
-            "std": float(returns.std()), "eps_per_s": episodes / elapsed}
+    return {"success": result.success_rate, "mean": result.mean_return, "std": result.std_return,
+            "eps_per_s": episodes / elapsed}
 
 
 def main() -> None:

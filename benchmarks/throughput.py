@@ -93,10 +93,7 @@ def build_algo(name: str, hidden: list[int], total_steps: int) -> Any:
     cls = ALGORITHMS[name]
     cfg = cls.config_class()
     cfg.hidden_dims = list(hidden)
-    algo = cls(cfg, OBS_DIM, ACT_DIM)
-    algo.total_steps = total_steps
-    algo.setup()
-    return algo
+    return cls(cfg, OBS_DIM, ACT_DIM).setup(total_steps)
 
 
 @contextlib.contextmanager

@@ -70,7 +70,8 @@ def _report(run_dir: Path, result: dict) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from robo_offline.datagen.demos import collect_episodes, summarize, write_demo_log
+    from robo_offline.datagen.demos import collect_episodes, write_demo_log
+    from sim.evaluation import summarize
 
     safety = None
     if args.safety:
@@ -83,9 +84,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     name = args.name or f"{args.env.split('-')[0].lower()}-{args.behaviour}-{args.quality}"
     path = write_demo_log(args.out, episodes, args.env, name, f"{args.behaviour} ({args.quality}) on {args.env}",
                           {"behaviour": args.behaviour, "quality": str(args.quality)})
-    stats = summarize(episodes)
-    print(f"wrote {stats['episodes']} episodes to {path}: mean return {stats['mean_return']:.2f} +- {stats['std_return']:.2f}"
-          + (f", success {stats['success_rate']:.0%}" if stats["success_rate"] is not None else ""))
+    stats = summarize(args.env, episodes)
+    print(f"wrote {len(episodes)} episodes to {path}: mean return {stats.mean_return:.2f} +- {stats.std_return:.2f}"
+          + (f", success {stats.success_rate:.0%}" if stats.success_rate is not None else ""))
     return 0
 
 

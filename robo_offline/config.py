@@ -58,8 +58,7 @@ class TaskConfig:
     nonfinite: str = "fail"  # fail | drop
     collect_if_missing: bool = True  # generate the built-in demos at `dataset` if it is absent
     demos: DemoConfig = field(default_factory=DemoConfig)
-    eval_episodes: int = 10
-    eval_envs: int = 2
+    eval_episodes: int = 10  # episode k seeded 10_000 + train.seed + k (sim.evaluation)
 
 
 @dataclass
@@ -213,7 +212,6 @@ def validate(cfg: DictConfig) -> None:
     _check(t.format in ("auto", "d4rl", "minari", "robomimic"), "task.format", f"{t.format!r} is not auto|d4rl|minari|robomimic")
     _check(t.nonfinite in ("fail", "drop"), "task.nonfinite", f"{t.nonfinite!r} is not fail|drop")
     _check(t.eval_episodes >= 0, "task.eval_episodes", "must be >= 0")
-    _check(t.eval_envs >= 1, "task.eval_envs", "must be >= 1")
     _check(t.demos.episodes_per_quality > 0, "task.demos.episodes_per_quality", "must be > 0")
     _check(t.demos.behaviour in ("scripted", "random", "tiers"), "task.demos.behaviour",
            f"{t.demos.behaviour!r} is not scripted|random|tiers")
@@ -248,9 +246,18 @@ def save(cfg: DictConfig, path: str | Path) -> None:
     OmegaConf.save(cfg, Path(path), resolve=True)
 
 
+# Keys older runs saved that the schema no longer has, and why; dropped when such a run is reloaded.
+REMOVED_KEYS = {"task.eval_envs": "evaluation runs its episodes one after another in one environment"}
+
+
 def load_saved(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     """Reload a run's saved config (for resume and export), optionally overriding fields."""
     saved = _read_yaml(Path(path))
+    for key in REMOVED_KEYS:
+        section, name = key.rsplit(".", 1)
+        node = OmegaConf.select(saved, section)
+        if isinstance(node, DictConfig) and name in node:
+            node.pop(name)
     schema = schema_for(OmegaConf.select(saved, "algo.name"))
     _, dotlist = _split_args(overrides)
     try:

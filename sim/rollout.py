@@ -1,4 +1,7 @@
-"""Run a behaviour in one environment and record `Episode`s (the contract with the demo-log writer)."""
+"""Run a behaviour in one environment and record `Episode`s (the contract with the demo-log writer).
+
+Acting runs single-threaded (`sim.threads`): one observation at a time is a chain of tiny ops.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from tqdm.auto import tqdm
 
 from sim.behaviours import Behaviour
 from sim.episode import Episode
+from sim.threads import torch_threads
 
 EXECUTED_ACTION_KEY = "executed_action"  # set by sim.wrappers.SafetyFilterWrapper
 SUCCESS_KEY = "is_success"  # set by the task wrappers in sim.tasks
@@ -18,10 +22,9 @@ SUCCESS_KEY = "is_success"  # set by the task wrappers in sim.tasks
 def rollout_episodes(env: gym.Env, behaviour: Behaviour, n_episodes: int, seed: int, progress: bool = True,
                      desc: str = "rollout") -> list[Episode]:
     """Episodes k = 0..n-1, each reset with `seed + k` (env and behaviour), run until it ends."""
-    episodes = []
-    for k in tqdm(range(n_episodes), desc=desc, unit="ep", disable=not progress):
-        episodes.append(rollout_episode(env, behaviour, seed + k))
-    return episodes
+    with torch_threads(1):
+        return [rollout_episode(env, behaviour, seed + k)
+                for k in tqdm(range(n_episodes), desc=desc, unit="ep", disable=not progress)]
 
 
 def rollout_transitions(env: gym.Env, behaviour: Behaviour, n_transitions: int, seed: int, progress: bool = True,
@@ -32,7 +35,7 @@ def rollout_transitions(env: gym.Env, behaviour: Behaviour, n_transitions: int, 
     the behaviour's quality; the last episode is kept whole, so no episode is cut.
     """
     episodes, total = [], 0
-    with tqdm(total=n_transitions, desc=desc, unit="step", disable=not progress) as bar:
+    with torch_threads(1), tqdm(total=n_transitions, desc=desc, unit="step", disable=not progress) as bar:
         while total < n_transitions:
             episodes.append(rollout_episode(env, behaviour, seed + len(episodes)))
             total += episodes[-1].length

@@ -33,10 +33,7 @@ IDS = [name if not kw or name == "bcq" else f"{name}-options" for name, kw in CA
 def make(name: str, seed: int, **overrides: Any) -> Algorithm:
     torch.manual_seed(seed)
     cls = algorithm_class(name)
-    algo = cls(cls.config_class(hidden_dims=[32, 32], **overrides), OBS, ACT)
-    algo.total_steps = STEPS + 10
-    algo.setup()
-    return algo
+    return cls(cls.config_class(hidden_dims=[32, 32], **overrides), OBS, ACT).setup(total_steps=STEPS + 10)
 
 
 def random_batch(g: torch.Generator) -> Batch:
@@ -93,9 +90,7 @@ def test_train_resume_export(name: str, overrides: dict[str, Any]):
 
 
 def test_iql_actor_learning_rate_follows_cosine_schedule():
-    algo = make("iql", 0)
-    algo.total_steps = 4
-    algo.setup()
+    algo = make("iql", 0).setup(total_steps=4)
     g = torch.Generator().manual_seed(0)
     lrs = []
     for _ in range(4):
@@ -157,3 +152,34 @@ def test_update_reads_nothing_back_to_the_host(name: str, overrides: dict[str, A
     with _forbid_host_reads(algo):
         for b in batches:
             algo.update(b)
+
+
+@pytest.mark.parametrize("name", ["bc", "iql", "cql", "calql", "bcq", "td3bc", "sac"])
+def test_what_fine_tuning_asks_of_an_algorithm(name: str):
+    """explore / q_values / critics: stated on the base class, answered by each method."""
+    algo = make(name, 0, **({"vae_hidden_dims": [32, 32]} if name == "bcq" else {}))
+    obs, act = torch.randn(8, OBS), torch.rand(8, ACT) * 2 - 1
+    q = algo.q_values(obs, act)
+    if name == "bc":
+        assert q is None and algo.critics() is None
+    else:
+        critic, target = algo.critics()
+        assert q.shape == (8,) and torch.equal(q, critic(obs, act).min(0).values)
+        assert target is not critic
+    a = algo.explore(obs)
+    assert a.shape == (8, ACT) and a.abs().max() <= 1.0
+    stochastic = name in ("iql", "cql", "calql", "sac")
+    assert (not torch.equal(algo.explore(obs), a)) == stochastic
+
+
+def test_load_critic_from_takes_matching_critics_only():
+    td3, calql = make("td3bc", 0), make("calql", 1)
+    assert calql.load_critic_from(td3)  # both twin 32-32 ensembles
+    for mine, theirs in zip(calql.critics(), td3.critics()):
+        for p, q in zip(mine.parameters(), theirs.parameters()):
+            assert torch.equal(p, q)
+    wide = algorithm_class("calql")(algorithm_class("calql").config_class(hidden_dims=[64, 64]), OBS, ACT)
+    before = [p.clone() for p in wide.critic.parameters()]
+    assert not wide.load_critic_from(td3)
+    assert all(torch.equal(p, q) for p, q in zip(before, wide.critic.parameters()))
+    assert not calql.load_critic_from(make("bc", 0))

@@ -17,7 +17,8 @@ from deploy.units import EnvUnits
 from robo_offline import config as C
 from robo_offline.data import TransitionDataset
 from robo_offline.data.replay import MixedSampler, ReplayBuffer
-from robo_offline.workflows.finetune import convert, finetune, online_run_config
+from robo_offline.algos.convert import convert, converted_config
+from robo_offline.workflows.finetune import finetune, online_run_config
 from robo_offline.training.collector import OnlineCollector
 from robo_offline.workflows.pretrain import pretrain
 from robo_offline.training.checkpoint import load_checkpoint
@@ -31,7 +32,7 @@ def _tiny(tmp, extra=(), algo=("algo=calql", "algo.n_actions=2")):
     return [
         "task=pusher", "safety=none", *algo, f"task.env_id={ENV}", f"task.dataset={tmp}/demos",
         "task.demos.behaviour=random", "task.demos.qualities=[random]", "task.demos.episodes_per_quality=30",
-        "task.eval_episodes=2", "task.eval_envs=1", "algo.hidden_dims=[32,32]",
+        "task.eval_episodes=2", "algo.hidden_dims=[32,32]",
         "train.batch_size=32", "train.steps=60", "train.log_every=20", "train.eval_every=60",
         "train.checkpoint_every=60", "train.progress=false", *extra,
     ]
@@ -122,9 +123,11 @@ def test_bcq_checkpoint_is_distilled_into_calql(tmp_path):
     ctx, _ = pretrain(C.compose(_tiny(tmp_path, [f"run_dir={tmp_path}/bcq"], algo=bcq)))
     teacher = ctx.algo.policy()
     obs = ctx.dataset.observations[:256]
-    calql = convert(ctx.algo, "calql", ctx, steps=0)
+    target_cfg = converted_config(ctx.algo.cfg, "calql")
+    assert target_cfg.hidden_dims == [32, 32] and target_cfg.name == "calql"
+    calql = convert(ctx.algo, target_cfg, ctx.dataset.observations, steps=0)
     before = (calql.policy()(obs) - teacher(obs)).pow(2).mean()
-    calql = convert(ctx.algo, "calql", ctx, steps=300)
+    calql = convert(ctx.algo, target_cfg, ctx.dataset.observations, steps=300)
     after = (calql.policy()(obs) - teacher(obs)).pow(2).mean()
     assert after < 0.25 * before  # the greedy BCQ policy was distilled into the tanh-Gaussian actor
     for a, b in zip(calql.critic.parameters(), ctx.algo.critic.parameters()):

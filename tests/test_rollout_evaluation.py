@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from sim.behaviours import PolicyBehaviour, RandomBehaviour, make_behaviour
-from sim.envs import make_env, make_vector_env
-from sim.evaluation import EvalResult, evaluate, evaluate_behaviour, run_vector_episodes
+from sim.envs import make_env
+from sim.evaluation import EvalResult, evaluate
 from sim.rollout import rollout_episodes
 from sim.scores import normalized_score
 
@@ -68,68 +68,53 @@ def test_rollout_without_success_info_reports_none():
     assert len(ep.observations) == ep.length + 1
 
 
-def _sequential_reference(n_per_env: list[int], seed: int) -> list[tuple[float, int]]:
-    """What each sub-env of a vector env must produce: seeded once with seed + i, then plain resets."""
-    out = []
-    for i, n in enumerate(n_per_env):
-        env = make_env(PENDULUM)
-        obs, _ = env.reset(seed=seed + i)
-        for _ in range(n):
-            ret, length, done = 0.0, 0, False
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(linear_policy(obs[None])[0])
-                ret, length, done = ret + float(reward), length + 1, terminated or truncated
-            out.append((ret, length))
-            obs, _ = env.reset()
-    return out
-
-
-def test_evaluate_counts_exactly_n_episodes_and_ignores_autoreset_steps():
-    result = evaluate(linear_policy, PENDULUM, n_episodes=7, seed=3, num_envs=3)
-    assert len(result.returns) == len(result.lengths) == 7
+def test_evaluate_counts_exactly_n_episodes_each_seeded_seed_plus_k():
+    policy = PolicyBehaviour(lambda obs: linear_policy(obs[None])[0])
+    result = evaluate(policy, PENDULUM, n_episodes=7, seed=3)
+    assert len(result.returns) == len(result.lengths) == len(result.episodes) == 7
+    assert result.seeds == tuple(range(3, 10))
     assert len(set(result.lengths)) > 1  # lengths vary, so the counting is really exercised
-    reference = _sequential_reference([3, 2, 2], seed=3)
-    np.testing.assert_allclose(result.returns, [r for r, _ in reference])
-    assert list(result.lengths) == [n for _, n in reference]
+    env = make_env(PENDULUM)
+    for k, episode in enumerate(result.episodes):  # episode k starts where reset(seed=3 + k) starts
+        np.testing.assert_array_equal(episode.observations[0], np.float32(env.reset(seed=3 + k)[0]))
     assert result.mean_return == pytest.approx(np.mean(result.returns))
     assert result.std_return == pytest.approx(np.std(result.returns))
     assert result.success_rate is None and result.normalized_score is None
 
 
-def test_same_step_and_next_step_autoreset_agree():
-    outcomes = {}
-    for mode in (gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP):
-        envs = make_vector_env(PENDULUM, 2, seed=9, autoreset_mode=mode)
-        outcomes[mode] = run_vector_episodes(envs, linear_policy, 5, seed=9)
-        envs.close()
-    assert outcomes[gym.vector.AutoresetMode.NEXT_STEP] == outcomes[gym.vector.AutoresetMode.SAME_STEP]
-    assert len(outcomes[gym.vector.AutoresetMode.SAME_STEP]) == 5
-
-
-def test_evaluate_is_deterministic_under_a_seed():
-    a = evaluate(linear_policy, PENDULUM, n_episodes=4, seed=11, num_envs=2)
-    b = evaluate(linear_policy, PENDULUM, n_episodes=4, seed=11, num_envs=2)
-    c = evaluate(linear_policy, PENDULUM, n_episodes=4, seed=12, num_envs=2)
+def test_evaluate_is_deterministic_under_a_seed_and_a_prefix_of_a_longer_evaluation():
+    policy = PolicyBehaviour(lambda obs: linear_policy(obs[None])[0])
+    a = evaluate(policy, PENDULUM, n_episodes=4, seed=11)
+    b = evaluate(policy, PENDULUM, n_episodes=4, seed=11)
+    c = evaluate(policy, PENDULUM, n_episodes=4, seed=12)
+    longer = evaluate(policy, PENDULUM, n_episodes=6, seed=11)
     assert a == b
     assert a.returns != c.returns
+    assert longer.returns[:4] == a.returns
 
 
 def test_evaluate_reports_success_and_normalized_score_for_pusher():
-    def still(obs: np.ndarray) -> np.ndarray:
-        return np.zeros((len(obs), 7), np.float32)
-
-    result = evaluate(still, PUSHER, n_episodes=3, seed=0, num_envs=2)
+    still = PolicyBehaviour(lambda obs: np.zeros(7, np.float32))
+    result = evaluate(still, PUSHER, n_episodes=3, seed=0)
     assert result.success_rate == 0.0  # an arm that does nothing never moves the puck
     assert result.lengths == (100, 100, 100)
     assert result.normalized_score == pytest.approx(normalized_score(PUSHER, result.mean_return))
+    assert result.metrics() == {k: result.as_dict()[k] for k in ("mean_return", "std_return", "success_rate",
+                                                                  "normalized_score")}
     json.dumps(result.as_dict())
-    assert isinstance(result.as_dict()["returns"], list)
+    assert isinstance(result.as_dict()["returns"], list) and "episodes" not in result.as_dict()
 
 
-def test_evaluate_behaviour_runs_the_scripted_expert():
+def test_evaluate_runs_the_scripted_expert_through_wrappers():
     env = make_env(PUSHER)
     demo = make_behaviour("scripted", env, quality="expert", seed=0)
-    result = evaluate_behaviour(demo, PUSHER, n_episodes=2, seed=0)
-    assert isinstance(result, EvalResult) and len(result.returns) == 2
+    seen = []
+
+    def spy(env):
+        seen.append(env)
+        return env
+
+    result = evaluate(demo, PUSHER, n_episodes=2, seed=0, wrappers=[spy])
+    assert isinstance(result, EvalResult) and len(result.returns) == 2 and len(seen) == 1
     assert result.success_rate is not None
     assert result.normalized_score > 50  # far above random (0)

@@ -35,13 +35,22 @@ class Algorithm(nn.Module):
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
-        self.grad_clip: float | None = None  # set by the trainer from its config
-        self.total_steps: int = 1  # set by the trainer; schedules (IQL's cosine) need it
+        self.grad_clip: float | None = None
+        self.total_steps: int = 1
         self.updates: int = 0  # host-side update counter for delays and warm-ups (no device sync); checkpointed
 
+    def setup(self, total_steps: int, grad_clip: float | None = None) -> Algorithm:
+        """Optimisers and schedulers for a run of `total_steps` updates (schedules such as IQL's cosine need
+        the length); gradients clipped to norm `grad_clip` when given. Call once the module is on its device."""
+        self.total_steps, self.grad_clip = max(int(total_steps), 1), grad_clip
+        self.optimizers.clear()
+        self.schedulers.clear()
+        self.build_optimizers()
+        return self
+
     # -- the part each algorithm writes -------------------------------------------------------
-    def setup(self) -> None:
-        """Create optimisers and schedulers (called once the trainer has set total_steps)."""
+    def build_optimizers(self) -> None:
+        """Fill `self.optimizers` (and `self.schedulers`); `self.total_steps` is set."""
         raise NotImplementedError
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
@@ -55,6 +64,29 @@ class Algorithm(nn.Module):
     def reward_transform(self, episode_returns: Tensor) -> tuple[float, float]:
         """(scale, shift) applied to the dataset's rewards before training; identity by default."""
         return 1.0, 0.0
+
+    def critics(self) -> tuple[nn.Module, nn.Module] | None:
+        """The Q-ensemble `(obs, act) -> (n_critics, B)` and its target network, for methods that learn one."""
+        return None
+
+    # -- what online fine-tuning uses ---------------------------------------------------------
+    def explore(self, obs: Tensor) -> Tensor:
+        """Exploration action in [-1, 1] for normalised observations; the deterministic policy by default."""
+        return self.policy()(obs)
+
+    def q_values(self, obs: Tensor, act: Tensor) -> Tensor | None:
+        """Pessimistic Q estimate (min over the ensemble), (B,); None for methods without a critic."""
+        critics = self.critics()
+        return None if critics is None else critics[0](obs, act).min(0).values
+
+    def load_critic_from(self, other: Algorithm) -> bool:
+        """Take over `other`'s Q-ensemble and target when both have one of the same architecture."""
+        mine, theirs = self.critics(), other.critics()
+        if mine is None or theirs is None or not _same_shapes(mine[0], theirs[0]):
+            return False
+        for target, source in zip(mine, theirs):
+            target.load_state_dict(source.state_dict())
+        return True
 
     # -- shared machinery ---------------------------------------------------------------------
     def end_schedules(self) -> None:
@@ -103,9 +135,15 @@ class Algorithm(nn.Module):
         }
 
     def load_training_state(self, state: dict[str, Any]) -> None:
+        """Weights, optimiser and scheduler states and the update counter (after `setup`)."""
         self.load_state_dict(state["modules"])
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
         for k, s in self.schedulers.items():
             s.load_state_dict(state["schedulers"][k])
         self.updates = int(state.get("updates", 0))
+
+
+def _same_shapes(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)

@@ -25,7 +25,7 @@ class BC(Algorithm):
         super().__init__(cfg, obs_dim, act_dim)
         self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden_dims)
 
-    def setup(self) -> None:
+    def build_optimizers(self) -> None:
         self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.lr)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:

@@ -105,7 +105,7 @@ class BCQ(Algorithm):
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.register_buffer("eval_latents", eval_latents(cfg.eval_candidates, latent_dim, cfg.latent_clip))
 
-    def setup(self) -> None:
+    def build_optimizers(self) -> None:
         cfg = self.cfg
         self.optimizers["vae"] = torch.optim.Adam(self.vae.parameters(), lr=cfg.vae_lr)
         self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
@@ -146,3 +146,6 @@ class BCQ(Algorithm):
     def policy(self) -> nn.Module:
         """Deterministic: argmax-Q1 over the perturbed decodings of the fixed latent set (see module doc)."""
         return BCQPolicy(self.vae.decoder, self.actor, self.critic, self.eval_latents)
+
+    def critics(self) -> tuple[nn.Module, nn.Module]:
+        return self.critic, self.critic_target

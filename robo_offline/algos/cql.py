@@ -92,8 +92,8 @@ class CQL(SAC):
         super().__init__(cfg, obs_dim, act_dim)
         self.log_alpha_prime = nn.Parameter(torch.ones(()))  # official init (alpha' = e); used if lagrange
 
-    def setup(self) -> None:
-        super().setup()
+    def build_optimizers(self) -> None:
+        super().build_optimizers()
         if self.cfg.lagrange:
             self.optimizers["alpha_prime"] = torch.optim.Adam([self.log_alpha_prime], lr=self.cfg.critic_lr)
 

@@ -72,7 +72,7 @@ class IQL(Algorithm):
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.value = ValueFunction(obs_dim, cfg.hidden_dims)
 
-    def setup(self) -> None:
+    def build_optimizers(self) -> None:
         cfg = self.cfg
         self.optimizers["value"] = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
         self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
@@ -118,3 +118,10 @@ class IQL(Algorithm):
     def policy(self) -> nn.Module:
         """The Gaussian's (tanh-squashed) mean."""
         return self.actor
+
+    def critics(self) -> tuple[nn.Module, nn.Module]:
+        return self.critic, self.critic_target
+
+    def explore(self, obs: Tensor) -> Tensor:
+        """A sample of the Gaussian policy, clipped to the action box."""
+        return self.actor.sample(obs)[0]

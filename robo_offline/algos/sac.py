@@ -55,7 +55,7 @@ class SAC(Algorithm):
         self.log_alpha = nn.Parameter(torch.zeros(()))
         self.target_entropy = -float(act_dim)
 
-    def setup(self) -> None:
+    def build_optimizers(self) -> None:
         cfg = self.cfg
         self.optimizers["alpha"] = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
         self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
@@ -81,3 +81,10 @@ class SAC(Algorithm):
     def policy(self) -> nn.Module:
         """tanh of the Gaussian mean."""
         return self.actor
+
+    def critics(self) -> tuple[nn.Module, nn.Module]:
+        return self.critic, self.critic_target
+
+    def explore(self, obs: Tensor) -> Tensor:
+        """A sample of the squashed Gaussian (SAC's own exploration)."""
+        return self.actor.sample(obs)[0]

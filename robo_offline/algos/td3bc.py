@@ -57,7 +57,7 @@ class TD3BC(Algorithm):
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self._last_actor: dict[str, Tensor] = {}
 
-    def setup(self) -> None:
+    def build_optimizers(self) -> None:
         self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.actor_lr)
         self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.critic_lr)
 
@@ -91,3 +91,6 @@ class TD3BC(Algorithm):
 
     def policy(self) -> nn.Module:
         return self.actor
+
+    def critics(self) -> tuple[nn.Module, nn.Module]:
+        return self.critic, self.critic_target

@@ -5,11 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from deploy.safety import SafetyConfig
 from robo_offline.data import write_minari_dataset
-from sim.threads import torch_threads
 from sim.behaviours import make_behaviour
 from sim.envs import make_env
 from sim.episode import Episode
@@ -39,10 +36,9 @@ def collect_episodes(
     agent = make_behaviour(behaviour, env, quality=quality, seed=seed, policy_path=policy_path, action_noise=action_noise)
     desc = {"policy": f"policy:{Path(policy_path).stem if policy_path else ''}", "scripted": f"scripted:{quality}"}.get(behaviour, behaviour)
     try:
-        with torch_threads(1):
-            if transitions is not None:
-                return rollout_transitions(env, agent, transitions, seed=seed, progress=progress, desc=desc)
-            return rollout_episodes(env, agent, episodes, seed=seed, progress=progress, desc=desc)
+        if transitions is not None:
+            return rollout_transitions(env, agent, transitions, seed=seed, progress=progress, desc=desc)
+        return rollout_episodes(env, agent, episodes, seed=seed, progress=progress, desc=desc)
     finally:
         env.close()
 
@@ -83,10 +79,3 @@ def ensure_builtin_demos(task, safety: SafetyConfig | None = None, progress: boo
     write_demo_log(partial, episodes, task.env_id, f"{task.name}-builtin", f"Scripted {task.name} demos, qualities {list(demos.qualities)}", meta)
     partial.rename(path)
     return path
-
-
-def summarize(episodes: list[Episode]) -> dict[str, float | None]:
-    returns = np.array([e.total_return for e in episodes])
-    succ = [e.success for e in episodes if e.success is not None]
-    return {"episodes": len(episodes), "mean_return": float(returns.mean()), "std_return": float(returns.std()),
-            "success_rate": float(np.mean(succ)) if succ else None}

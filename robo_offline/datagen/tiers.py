@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deploy.safety import SafetyConfig
-from robo_offline.datagen.demos import collect_episodes, summarize, write_demo_log
+from robo_offline.datagen.demos import collect_episodes, write_demo_log
 from sim.episode import Episode
+from sim.evaluation import summarize
 
 TIERS = ("random", "medium", "medium-replay", "expert")
 MANIFEST = "manifest.json"
@@ -120,10 +121,10 @@ def record_tier(tier: str, policies_dir: Path, out: Path, transitions: int, seed
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     env_name = manifest.env_id.split("-")[0].lower()
-    stats = summarize(episodes)
+    stats = summarize(manifest.env_id, episodes)
     write_demo_log(partial, episodes, manifest.env_id, f"{env_name}-{tier}",
                    f"D4RL-style {tier} tier on {manifest.env_id}, recorded by robo-offline from {policies_dir}",
-                   {"tier": tier, "behaviour_policies": str(policies_dir), "mean_return": stats["mean_return"]})
+                   {"tier": tier, "behaviour_policies": str(policies_dir), "mean_return": stats.mean_return})
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
     return out

@@ -20,10 +20,10 @@ from tqdm.auto import tqdm
 
 from robo_offline.algos import Algorithm
 from robo_offline.data import Batch
-from robo_offline.training.checkpoint import LAST, save_checkpoint
+from robo_offline.training.checkpoint import LAST, load_checkpoint, save_checkpoint
 from robo_offline.training.metrics import MetricsLogger
 from robo_offline.training.plots import plot_learning_curves
-from robo_offline.training.rng import rng_state
+from robo_offline.training.rng import rng_state, set_rng_state
 
 
 class NonFiniteLossError(RuntimeError):
@@ -70,13 +70,30 @@ class LoopConfig:
     flush_denormal: bool = True
     keep_checkpoints: bool = False  # also keep step_<n>.pt at every checkpoint (policy snapshots)
 
+    @classmethod
+    def from_train(cls, train: Any, steps: int | None = None, eval_every: int | None = None,
+                   checkpoint_every: int | None = None) -> LoopConfig:
+        """The loop of a run's `train` config section; fine-tuning counts its own steps and intervals."""
+        return cls(
+            steps=train.steps if steps is None else steps,
+            log_every=train.log_every,
+            eval_every=train.eval_every if eval_every is None else eval_every,
+            checkpoint_every=train.checkpoint_every if checkpoint_every is None else checkpoint_every,
+            bf16=train.bf16,
+            progress=train.progress,
+            compile=train.compile,
+            flush_denormal=train.flush_denormal,
+            keep_checkpoints=train.keep_checkpoints,
+        )
+
 
 class Trainer:
     """Runs `algo.update` on batches from `sample` for `cfg.steps` steps, resumable at any checkpoint.
 
     `evaluate(step)` returns evaluation metrics (return, success, ...); `extra_state()` adds
-    run-specific entries (normaliser, config, online buffer) to every checkpoint;
-    `generators` are the torch generators whose state must survive a resume.
+    run-specific entries (units, config, online buffer) to every checkpoint and
+    `load_extra_state(checkpoint)` restores them on `resume()`; `generators` are the torch
+    generators whose state must survive a resume.
     """
 
     def __init__(
@@ -89,9 +106,10 @@ class Trainer:
         extra_state: Callable[[], dict[str, Any]] | None = None,
         generators: dict[str, torch.Generator] | None = None,
         before_update: Callable[[int], dict[str, Any] | None] | None = None,
+        load_extra_state: Callable[[dict[str, Any]], None] | None = None,
     ):
         self.algo, self.sample, self.cfg, self.run_dir = algo, sample, cfg, Path(run_dir)
-        self.evaluate, self.extra_state = evaluate, extra_state
+        self.evaluate, self.extra_state, self.load_extra_state = evaluate, extra_state, load_extra_state
         self.before_update = before_update
         self.generators = generators or {}
         self.device = next(algo.parameters()).device
@@ -141,6 +159,16 @@ class Trainer:
         self.metrics.close()
         plot_learning_curves(self.run_dir)
         return self.last_eval
+
+    def resume(self) -> int:
+        """Restore the last checkpoint (algorithm, RNG states, run-specific state); returns its step."""
+        state = load_checkpoint(self.checkpoint_dir, self.device)
+        self.algo.load_training_state(state["algo"])
+        set_rng_state(state["rng"], self.generators)
+        if self.load_extra_state is not None:
+            self.load_extra_state(state)
+        self.last_checkpoint = self.checkpoint_path
+        return int(state["step"])
 
     def save(self, step: int) -> Path:
         state = {

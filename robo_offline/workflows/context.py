@@ -21,12 +21,15 @@ from robo_offline.algos import Algorithm, algorithm_class
 from robo_offline.data import TransitionDataset, load_dataset
 from robo_offline.datagen.demos import ensure_builtin_demos
 from robo_offline.datagen.tiers import record_tier
+from robo_offline.training.calibration import calibration
 from robo_offline.training.checkpoint import CheckpointError
 from robo_offline.training.rng import seed_everything
 from sim.envs import make_env
+from sim.behaviours import PolicyBehaviour
 from sim.evaluation import evaluate
-from sim.threads import torch_threads
 from sim.wrappers import SafetyFilterWrapper
+
+EVAL_SEED = 10_000  # evaluation seeds start here (plus train.seed), far from the data's and the collectors'
 
 
 def resolve_device(name: str) -> torch.device:
@@ -63,12 +66,18 @@ class RunContext:
         safety = config_lib.to_object(self.cfg).safety
         return [lambda env: SafetyFilterWrapper(env, safety)]
 
-    def evaluate(self, step: int | None = None) -> dict[str, Any]:
+    @property
+    def eval_seed(self) -> int:
+        """Evaluation episode k is seeded `eval_seed + k`: one set of start states for every row of a run."""
+        return EVAL_SEED + int(self.cfg.train.seed)
+
+    def evaluate(self) -> dict[str, Any]:
+        """The run's evaluation of its current algorithm through the safety filter, with calibration."""
         task = self.cfg.task
-        with torch_threads(1):  # a few observations per call: threads only add overhead
-            result = evaluate(self.env_policy().act, task.env_id, n_episodes=task.eval_episodes,
-                              seed=10_000 + self.cfg.train.seed, num_envs=task.eval_envs, wrappers=self.safety_wrappers())
-        return {k: v for k, v in result.as_dict().items() if k in ("mean_return", "std_return", "success_rate", "normalized_score")}
+        result = evaluate(PolicyBehaviour(self.env_policy().act), task.env_id, n_episodes=task.eval_episodes,
+                          seed=self.eval_seed, wrappers=self.safety_wrappers())
+        return {**result.metrics(), "eval_seed": self.eval_seed,
+                **calibration(self.algo, self.units, result.episodes, self.cfg.algo.gamma)}
 
     def run_state(self) -> dict[str, Any]:
         """What a checkpoint needs beyond the algorithm to rebuild the deployable policy."""
@@ -110,8 +119,9 @@ def load_task_dataset(cfg: DictConfig, env=None) -> TransitionDataset:
                         nonfinite=task.nonfinite, observation_space=env.observation_space, action_space=env.action_space)
 
 
-def build_context(cfg: DictConfig, run_dir: Path, with_data: bool = True) -> RunContext:
-    """Seeded algorithm + transformed dataset; `with_data=False` for online training from scratch."""
+def build_context(cfg: DictConfig, run_dir: Path, total_steps: int, with_data: bool = True) -> RunContext:
+    """Seeded algorithm, set up for `total_steps` updates, and the transformed dataset (`with_data=False`:
+    online training from scratch, no dataset)."""
     train = cfg.train
     if train.threads:
         torch.set_num_threads(train.threads)
@@ -129,8 +139,5 @@ def build_context(cfg: DictConfig, run_dir: Path, with_data: bool = True) -> Run
         mean, std = raw.observation_stats() if train.normalize_observations else (units.obs_mean, units.obs_std)
         units = EnvUnits(mean, std, low, high, *algo.reward_transform(raw.episode_returns()))
         data = raw.transformed(units).to(device)
-    algo.to(device)
-    algo.grad_clip = train.grad_clip
-    algo.total_steps = train.steps
-    algo.setup()
+    algo.to(device).setup(total_steps, train.grad_clip)
     return RunContext(cfg, run_dir, device, data, raw, algo, units.to(device))

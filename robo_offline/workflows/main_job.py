@@ -47,7 +47,7 @@ def demo_summary(path: str, env_id: str) -> list[dict[str, Any]]:
 
 def _row(name: str, result: dict[str, Any]) -> dict[str, Any]:
     return {"policy": name, "return": result.get("mean_return"), "success": result.get("success_rate"),
-            "score": result.get("normalized_score")}
+            "score": result.get("normalized_score"), "eval_seed": result.get("eval_seed")}
 
 
 def format_table(rows: list[dict[str, Any]], extra: dict[str, str]) -> str:
@@ -89,7 +89,11 @@ def run_main_job(overrides: Sequence[str] = (), config_files: Sequence[str] = ()
     print("== export (TorchScript + AOTInductor, parity-checked)")
     files = export_run(ft_ctx.run_dir)
     latency = measure_latency(files["torchscript"])
+    seeds = sorted({r["eval_seed"] for r in rows if r.get("eval_seed") is not None})
+    episodes = cfg.task.eval_episodes
     table = format_table(rows, {
+        "evaluation": f"{episodes} episodes per policy row, episode k seeded "
+                      + " / ".join(f"{s} + k" for s in seeds) + " (the same start states in every row)",
         "offline run": str(offline_ctx.run_dir),
         "fine-tuning run": str(ft_ctx.run_dir),
         "exported": ", ".join(str(p) for p in files.values()),
