@@ -24,6 +24,7 @@ from deploy.units import EnvUnits
 
 FORMAT_VERSION = 2  # 2: normaliser metadata without the 'enabled' flag (identity statistics instead)
 SUFFIXES = {"torchscript": ".pt", "pt2": ".pt2"}
+EXPORT_FORMATS = tuple(SUFFIXES)
 ArrayLike = Union[Tensor, Sequence[float], Any]  # Any: numpy arrays, taken via torch.as_tensor
 
 
@@ -39,7 +40,7 @@ def export_policy(
     metadata: Dict[str, Any],
     path: Union[str, Path],
     check_observations: ArrayLike,
-    formats: Iterable[str] = ("torchscript", "pt2"),
+    formats: Iterable[str] = EXPORT_FORMATS,
     atol: float = 1e-5,
 ) -> Dict[str, Path]:
     """Export `core` between its `units` (normaliser, action scaling) and the safety filter; return {format: file}.

@@ -7,12 +7,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from deploy.export import ExportParityError
+from deploy.export import EXPORT_FORMATS, ExportParityError
 from robo_offline import config as config_lib
 from robo_offline.config import ConfigError
-from robo_offline.data import DatasetError
+from robo_offline.data import FORMATS, DatasetError
+from robo_offline.datagen.tiers import TIERS
 from robo_offline.training.checkpoint import CheckpointError
 from robo_offline.training.trainer import NonFiniteLossError
+from sim.behaviours import BEHAVIOURS
 
 OVERRIDES_HELP = "config overrides: task=NAME algo=NAME section.key=value (e.g. train.steps=5000)"
 
@@ -94,7 +96,10 @@ def cmd_tiers(args: argparse.Namespace) -> int:
     from robo_offline.datagen.tiers import Manifest, record_tier, resolve_policies
     from robo_offline.workflows.behaviours import train_behaviours
 
-    policies = Path(args.policies) if args.train else resolve_policies(args.policies)
+    if args.train:
+        policies = Path(args.policies or Path("policies") / args.task)
+    else:
+        policies = resolve_policies(args.policies or args.task)
     if args.train:
         manifest = train_behaviours(args.task, policies, args.env_steps, args.snapshot_every, args.seed, args.overrides)
     else:
@@ -156,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("collect", help="record a demo log (Minari layout) from a behaviour in simulation")
     p.add_argument("--env", default="Pusher-v5", help="gymnasium environment id")
-    p.add_argument("--behaviour", default="scripted", help="scripted | random | policy (with --policy)")
+    p.add_argument("--behaviour", default="scripted", choices=BEHAVIOURS, help="policy: an exported file (--policy)")
     p.add_argument("--quality", default="expert", help="scripted demonstrator quality: expert | medium | poor | 0..1")
     p.add_argument("--policy", help="exported policy file (.pt) for --behaviour policy")
     p.add_argument("--episodes", type=int, default=100)
@@ -171,9 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tiers", help="D4RL-style random/medium/medium-replay/expert logs from SAC behaviour policies")
     p.add_argument("overrides", nargs="*", help="config overrides for the SAC run (with --train)")
     p.add_argument("--task", default="hopper", help="task config (configs/task/NAME.yaml)")
-    p.add_argument("--policies", default="sim/policies/hopper", help="behaviour-policy directory (manifest.json + .pt)")
-    p.add_argument("--tiers", nargs="+", default=["random", "medium", "medium-replay", "expert"],
-                   choices=["random", "medium", "medium-replay", "expert"])
+    p.add_argument("--policies", help="behaviour policies (manifest.json + .pt): a directory or a shipped set "
+                   "(default: the task's shipped set; with --train, where to write them: policies/TASK)")
+    p.add_argument("--tiers", nargs="+", default=list(TIERS), choices=TIERS)
     p.add_argument("--transitions", type=int, default=100_000, help="steps per tier (whole episodes)")
     p.add_argument("--out", default="data", help="logs are written to OUT/<task>-<tier>")
     p.add_argument("--seed", type=int, default=0)
@@ -184,13 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="summarise and validate a dataset file")
     p.add_argument("file")
-    p.add_argument("--format", default="auto", choices=["auto", "d4rl", "minari", "robomimic"])
+    p.add_argument("--format", default="auto", choices=["auto", *FORMATS])
     p.add_argument("--obs-keys", nargs="+", help="robomimic/Minari dict observation keys, in order")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("export", help="export a run's policy (TorchScript .pt and AOTInductor .pt2), parity-checked")
     p.add_argument("run_dir")
-    p.add_argument("--formats", nargs="+", default=["torchscript", "pt2"], choices=["torchscript", "pt2"])
+    p.add_argument("--formats", nargs="+", default=list(EXPORT_FORMATS), choices=EXPORT_FORMATS)
     p.add_argument("--out", help="output path without suffix (default RUN_DIR/export/policy)")
     p.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/last.pt)")
     p.set_defaults(func=cmd_export)

@@ -1,11 +1,13 @@
 """Typed run configuration: dataclasses behind OmegaConf, composed from YAML groups + overrides.
 
-A run's config is composed like Hydra's, without Hydra: `task=<name>` picks
-`configs/task/<name>.yaml`, `algo=<name>` picks `configs/algo/<name>.yaml`, `safety=<name>`
-picks `configs/safety/<name>.yaml` (default: the one named like the task, if any), `--config
-FILE` layers a user file, and `section.key=value` overrides one field. Task, algo and user
-YAMLs are partial `RunConfig`s; a safety YAML is a flat `SafetyConfig`. The schema is typed per algorithm, so an unknown key or a wrong type fails at
-load with the key named, and the resolved config is saved beside every run.
+A run's config is composed like Hydra's, without Hydra: `task=<name>` picks `task/<name>.yaml`,
+`algo=<name>` picks `algo/<name>.yaml`, `safety=<name>` picks `safety/<name>.yaml` (default: the
+one named like the task, if any), each looked up in the user's directories
+(`ROBO_OFFLINE_CONFIGS`, os.pathsep-separated) and then in the project's `configs/` (shipped
+inside the package when installed); `--config FILE` layers a user file, and `section.key=value`
+overrides one field. Task, algo and user YAMLs are partial `RunConfig`s; a safety YAML is a flat
+`SafetyConfig`. The schema is typed per algorithm, so an unknown key or a wrong type fails at load
+with the key named, and the resolved config is saved beside every run.
 """
 
 from __future__ import annotations
@@ -21,8 +23,24 @@ from omegaconf.errors import OmegaConfBaseException
 
 from deploy.safety import SafetyConfig
 from robo_offline.algos import AlgoConfig, algorithm_class
+from robo_offline.algos.convert import CONTINUE_CHOICES
+from robo_offline.data.readers import FORMATS
+from robo_offline.data.validation import NONFINITE_POLICIES
+from robo_offline.datagen.builtin import DEMO_SOURCES
+from robo_offline.datagen.tiers import TIERS
 
-CONFIG_DIR = Path(os.environ.get("ROBO_OFFLINE_CONFIGS", Path(__file__).resolve().parents[1] / "configs"))
+
+
+def _builtin_config_dir() -> Path:
+    """The project's YAML: packaged as robo_offline/configs in a wheel, the checkout's configs/ otherwise."""
+    packaged = Path(__file__).resolve().parent / "configs"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "configs"
+
+
+CONFIG_DIR = _builtin_config_dir()
+# Searched first, in order: the user's own config directories (os.pathsep-separated), each laid out like
+# configs/ (task/, algo/, safety/); a file there shadows the built-in one of the same group and name.
+USER_CONFIG_DIRS = [Path(p) for p in os.environ.get("ROBO_OFFLINE_CONFIGS", "").split(os.pathsep) if p]
 GROUPS = ("task", "algo", "safety")
 DEFAULT_GROUPS = {"task": "pusher", "algo": "bc"}
 
@@ -39,12 +57,12 @@ class DemoConfig:
     "tiers": one D4RL-style tier recorded from the behaviour policies in `policies` (Hopper).
     """
 
-    behaviour: str = "scripted"
+    behaviour: str = "scripted"  # datagen.builtin.DEMO_SOURCES
     qualities: list[str] = field(default_factory=lambda: ["expert", "medium", "poor"])
     episodes_per_quality: int = 100
     seed: int = 0
-    tier: str = "medium"  # random | medium | medium-replay | expert (behaviour "tiers")
-    policies: str = ""  # directory with the behaviour policies' manifest.json (behaviour "tiers")
+    tier: str = "medium"  # datagen.tiers.TIERS (behaviour "tiers")
+    policies: str = ""  # a shipped policy set (e.g. hopper) or a directory with a manifest.json (behaviour "tiers")
     transitions: int = 100_000  # size of a recorded tier
 
 
@@ -53,9 +71,9 @@ class TaskConfig:
     name: str = "pusher"
     env_id: str = "Pusher-v5"
     dataset: str = "data/pusher-mixed"
-    format: str = "auto"  # auto | d4rl | minari | robomimic
+    format: str = "auto"  # auto or data.readers.FORMATS
     obs_keys: list[str] | None = None
-    nonfinite: str = "fail"  # fail | drop
+    nonfinite: str = "fail"  # data.validation.NONFINITE_POLICIES: fail | drop
     collect_if_missing: bool = True  # generate the built-in demos at `dataset` if it is absent
     demos: DemoConfig = field(default_factory=DemoConfig)
     eval_episodes: int = 10  # episode k seeded 10_000 + train.seed + k (sim.evaluation)
@@ -92,7 +110,7 @@ class FinetuneConfig:
     buffer_size: int = 1_000_000
     eval_every: int = 2_000  # env steps
     checkpoint_every: int = 5_000  # env steps
-    continue_as: str = "auto"  # auto | calql | cql | iql | sac (see robo_offline/workflows/finetune.py)
+    continue_as: str = "auto"  # algos.convert.CONTINUE_CHOICES (see robo_offline/algos/convert.py)
     cql_alpha: float | None = None  # conservative weight online; null keeps the offline value
     distill_steps: int = 2_000  # policy distillation when converting BCQ/TD3+BC/BC (or IQL) to Cal-QL
     random_steps: int = 0  # uniform-random actions first (online from scratch)
@@ -121,17 +139,27 @@ def _read_yaml(path: Path) -> DictConfig:
     return cfg
 
 
+def config_dirs() -> list[Path]:
+    """Where group configs are looked up, first match wins: the user's directories, then the built-in one."""
+    return [*USER_CONFIG_DIRS, CONFIG_DIR]
+
+
+def _find_group_file(group: str, name: str) -> Path | None:
+    return next((p for d in config_dirs() if (p := d / group / f"{name}.yaml").is_file()), None)
+
+
 def _group_file(group: str, name: str) -> Path:
-    path = CONFIG_DIR / group / f"{name}.yaml"
-    if not path.is_file():
-        options = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
-        raise ConfigError(f"no {group} config {name!r} in {CONFIG_DIR / group}; available: {options}")
+    path = _find_group_file(group, name)
+    if path is None:
+        options = sorted({p.stem for d in config_dirs() for p in (d / group).glob("*.yaml")})
+        searched = ", ".join(str(d / group) for d in config_dirs())
+        raise ConfigError(f"no {group} config {name!r} in {searched}; available: {options}")
     return path
 
 
 def _task_name(task: str) -> str | None:
     """Default safety group: the file named like the task, when one exists."""
-    return task if (CONFIG_DIR / "safety" / f"{task}.yaml").is_file() else None
+    return task if _find_group_file("safety", task) else None
 
 
 def _group_layer(group: str, name: str) -> DictConfig:
@@ -206,17 +234,19 @@ def _check(ok: bool, key: str, why: str) -> None:
         raise ConfigError(f"invalid config {key}: {why}")
 
 
+def _check_choice(value: Any, choices: Sequence[str], key: str) -> None:
+    _check(value in choices, key, f"{value!r} is not {'|'.join(choices)}")
+
+
 def validate(cfg: DictConfig) -> None:
-    """Range and choice checks that the type system cannot express."""
+    """Range and choice checks that the type system cannot express (choices imported from their owners)."""
     t, tr = cfg.task, cfg.train
-    _check(t.format in ("auto", "d4rl", "minari", "robomimic"), "task.format", f"{t.format!r} is not auto|d4rl|minari|robomimic")
-    _check(t.nonfinite in ("fail", "drop"), "task.nonfinite", f"{t.nonfinite!r} is not fail|drop")
+    _check_choice(t.format, ("auto", *FORMATS), "task.format")
+    _check_choice(t.nonfinite, NONFINITE_POLICIES, "task.nonfinite")
     _check(t.eval_episodes >= 0, "task.eval_episodes", "must be >= 0")
     _check(t.demos.episodes_per_quality > 0, "task.demos.episodes_per_quality", "must be > 0")
-    _check(t.demos.behaviour in ("scripted", "random", "tiers"), "task.demos.behaviour",
-           f"{t.demos.behaviour!r} is not scripted|random|tiers")
-    _check(t.demos.tier in ("random", "medium", "medium-replay", "expert"), "task.demos.tier",
-           f"{t.demos.tier!r} is not random|medium|medium-replay|expert")
+    _check_choice(t.demos.behaviour, DEMO_SOURCES, "task.demos.behaviour")
+    _check_choice(t.demos.tier, TIERS, "task.demos.tier")
     _check(t.demos.transitions > 0, "task.demos.transitions", "must be > 0")
     for key in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
         _check(tr[key] > 0, f"train.{key}", "must be > 0")
@@ -227,7 +257,7 @@ def validate(cfg: DictConfig) -> None:
     for key in ("env_steps", "num_envs", "utd_ratio", "buffer_size", "eval_every", "checkpoint_every"):
         _check(ft[key] > 0, f"finetune.{key}", "must be > 0")
     _check(0.0 <= ft.online_fraction <= 1.0, "finetune.online_fraction", "must be in [0, 1]")
-    _check(ft.continue_as in ("auto", "calql", "cql", "iql", "sac"), "finetune.continue_as", f"{ft.continue_as!r} is not auto|calql|cql|iql|sac")
+    _check_choice(ft.continue_as, CONTINUE_CHOICES, "finetune.continue_as")
     _check(0.0 < cfg.algo.gamma <= 1.0, "algo.gamma", "must be in (0, 1]")
     safety = to_object(cfg).safety
     try:

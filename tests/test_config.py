@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from omegaconf import OmegaConf
+
 from robo_offline import config as C
+from robo_offline.algos import ALGORITHMS
 
 
 def test_groups_and_overrides_compose_onto_typed_schema():
@@ -67,3 +70,12 @@ def test_saved_config_reloads_identically(tmp_path):
 def test_inconsistent_safety_config_is_rejected_at_load():
     with pytest.raises(C.ConfigError, match="safety"):
         C.compose(["safety.action_low=[1.0]", "safety.action_high=[-1.0]"])
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_algorithm_yaml_selects_its_dataclass_defaults(name):
+    """configs/algo/<name>.yaml holds no second copy of the defaults: composing it gives the dataclass."""
+    assert (C.CONFIG_DIR / "algo" / f"{name}.yaml").is_file()
+    composed = C.compose(["task=pusher", f"algo={name}"]).algo
+    assert OmegaConf.to_container(composed) == OmegaConf.to_container(
+        OmegaConf.structured(ALGORITHMS[name].config_class()))

@@ -142,9 +142,10 @@ def test_tiers_cli_without_policies_exits_2_naming_the_manifest(tmp_path, capsys
 
 def test_shipped_hopper_policies_match_their_manifest():
     from deploy import load_policy
-    from robo_offline.datagen.tiers import resolve_policies
+    from robo_offline.datagen.tiers import SHIPPED_POLICIES, resolve_policies
 
-    directory = resolve_policies("sim/policies/hopper")
+    directory = resolve_policies("hopper")  # found through the package, from any working directory
+    assert directory == SHIPPED_POLICIES / "hopper" == resolve_policies("sim/policies/hopper").resolve()
     manifest = Manifest.load(directory)
     assert manifest.env_id == "Hopper-v5"
     medium, expert = pick_tiers(manifest.snapshots)  # the recorded choice follows the documented rule

@@ -18,6 +18,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import sim
 from deploy.safety import SafetyConfig
 from robo_offline.datagen.demos import collect_episodes, write_demo_log
 from sim.episode import Episode
@@ -25,7 +26,7 @@ from sim.evaluation import summarize
 
 TIERS = ("random", "medium", "medium-replay", "expert")
 MANIFEST = "manifest.json"
-SHIPPED_ROOT = Path(__file__).resolve().parents[2]  # where sim/policies/ lives in a checkout
+SHIPPED_POLICIES = Path(sim.__file__).resolve().parent / "policies"  # one set per directory, e.g. hopper/
 MEDIUM_FRACTION = 1 / 3  # D4RL: "medium" is trained to about a third of the expert's performance
 REPLAY_NOISE = 0.2  # half-ranges; stands in for the SAC policy's own sampling noise in the replay tier
 
@@ -81,11 +82,13 @@ def pick_tiers(snapshots: list[Snapshot], fraction: float = MEDIUM_FRACTION) -> 
 
 
 def resolve_policies(path: str | Path) -> Path:
-    """A policy directory as given, or, for a relative path that is not there, the project's shipped one."""
+    """A directory holding a manifest, or the name of a set shipped with the package (`hopper`; older configs
+    say `sim/policies/hopper`). Anything else comes back as given, for `Manifest.load` to name."""
     path = Path(path)
-    if not (path / MANIFEST).is_file() and not path.is_absolute() and (SHIPPED_ROOT / path / MANIFEST).is_file():
-        return SHIPPED_ROOT / path
-    return path
+    shipped = SHIPPED_POLICIES / path.name
+    if (path / MANIFEST).is_file() or path.parent not in (Path("."), Path("sim/policies")):
+        return path
+    return shipped if (shipped / MANIFEST).is_file() else path
 
 
 # -- recording the tiers ----------------------------------------------------------------------------

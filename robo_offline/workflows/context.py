@@ -19,8 +19,7 @@ from deploy.units import EnvUnits
 from robo_offline import config as config_lib
 from robo_offline.algos import Algorithm, algorithm_class
 from robo_offline.data import TransitionDataset, load_dataset
-from robo_offline.datagen.demos import ensure_builtin_demos
-from robo_offline.datagen.tiers import record_tier
+from robo_offline.datagen.builtin import ensure_task_data
 from robo_offline.training.calibration import calibration
 from robo_offline.training.checkpoint import CheckpointError
 from robo_offline.training.rng import seed_everything
@@ -107,13 +106,8 @@ def checkpoint_units(state: dict[str, Any], path: Path) -> EnvUnits:
 def load_task_dataset(cfg: DictConfig, env=None) -> TransitionDataset:
     """Load the task's dataset, generating the built-in demos first where the task allows it."""
     task = cfg.task
-    if task.collect_if_missing and not Path(task.dataset).exists():
-        safety = config_lib.to_object(cfg).safety
-        if task.demos.behaviour == "tiers":
-            record_tier(task.demos.tier, Path(task.demos.policies), Path(task.dataset), task.demos.transitions,
-                        task.demos.seed, safety)
-        else:
-            ensure_builtin_demos(task, safety)
+    if task.collect_if_missing:
+        ensure_task_data(task, config_lib.to_object(cfg).safety)
     env = env or make_env(task.env_id)
     return load_dataset(task.dataset, format=task.format, obs_keys=task.obs_keys, gamma=cfg.algo.gamma,
                         nonfinite=task.nonfinite, observation_space=env.observation_space, action_space=env.action_space)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from deploy.export import export_policy
+from deploy.export import EXPORT_FORMATS, export_policy
 from robo_offline import config as config_lib
 from robo_offline.algos import Algorithm, algorithm_class
 from robo_offline.data import DatasetError, load_dataset
@@ -46,7 +46,7 @@ def check_observations(cfg, mean: torch.Tensor, std: torch.Tensor, seed: int = 0
     return torch.cat([data.observations[idx], random[: N_CHECK - N_CHECK // 2]])
 
 
-def export_run(run_dir: str | Path, formats: tuple[str, ...] = ("torchscript", "pt2"), out: str | Path | None = None,
+def export_run(run_dir: str | Path, formats: tuple[str, ...] = EXPORT_FORMATS, out: str | Path | None = None,
                checkpoint: Path | None = None) -> dict[str, Path]:
     """Export a run's policy; returns {format: path}. Fails (and writes nothing) if parity fails."""
     run_dir = Path(run_dir)

@@ -15,7 +15,7 @@ import numpy as np
 
 from robo_offline import config as config_lib
 from robo_offline.data import load_dataset
-from robo_offline.datagen.demos import ensure_builtin_demos
+from robo_offline.datagen.builtin import ensure_task_data
 from robo_offline.workflows.export import export_run
 from robo_offline.workflows.finetune import finetune, online_run_config
 from robo_offline.workflows.pretrain import pretrain
@@ -69,7 +69,7 @@ def run_main_job(overrides: Sequence[str] = (), config_files: Sequence[str] = ()
     if "n_actions" in cfg.algo and not any(o.startswith("algo.n_actions=") for o in overrides):
         overrides.append(LIGHT_CONSERVATIVE)
         cfg = config_lib.compose(overrides, [MAIN_BUDGET, *config_files], defaults=MAIN_DEFAULTS)
-    ensure_builtin_demos(cfg.task, config_lib.to_object(cfg).safety)
+    ensure_task_data(cfg.task, config_lib.to_object(cfg).safety)
     rows = demo_summary(cfg.task.dataset, cfg.task.env_id)
 
     print("== baseline: behaviour cloning")
