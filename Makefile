@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - the main job on built-in demo data (no download)
-#   make test   - the test suite
+#   make test   - the style gate (ruff check, ruff format --check) and the test suite
 # Both create .venv and install the project on first use. torch is pinned to 2.13.0 before the
 # project is installed so that pip does not pull a multi-GB CUDA build on CPU machines.
 PYTHON ?= python3
@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow install bench clean
+.PHONY: demo test test-slow install format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,13 @@ demo: $(STAMP)
 	$(BIN)/robo-offline main
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -23,8 +23,12 @@ def measure(name: str, quality: str, episodes: int, seed: int) -> dict[str, floa
     start = time.perf_counter()
     result = evaluate(behaviour, ENV_ID, n_episodes=episodes, seed=seed)
     elapsed = time.perf_counter() - start
-    return {"success": result.success_rate, "mean": result.mean_return, "std": result.std_return,
-            "eps_per_s": episodes / elapsed}
+    return {
+        "success": result.success_rate,
+        "mean": result.mean_return,
+        "std": result.std_return,
+        "eps_per_s": episodes / elapsed,
+    }
 
 
 def main() -> None:
@@ -37,8 +41,10 @@ def main() -> None:
     for name, quality in BEHAVIOURS:
         row = measure(name, quality, args.episodes, args.seed)
         label = name if name == "random" else quality
-        print(f"{label:<10} {row['success']:>8.0%} {row['mean']:>12.2f} +- {row['std']:<8.2f}"
-              f" {row['eps_per_s']:>11.1f}", flush=True)
+        print(
+            f"{label:<10} {row['success']:>8.0%} {row['mean']:>12.2f} +- {row['std']:<8.2f} {row['eps_per_s']:>11.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

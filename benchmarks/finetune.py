@@ -71,51 +71,94 @@ def main() -> None:
     p.add_argument("--dataset", help="logged dataset (default: built-in Pusher demos at medium quality)")
     p.add_argument("--metric", default="normalized_score", choices=["normalized_score", "mean_return", "success_rate"])
     p.add_argument("--runs", type=Path, default=Path("runs/finetune_bench"))
-    p.add_argument("--n-actions", type=int, default=4, help="CQL-family sampled actions per state (official: 10; "
-                   "the update costs ~3 n_actions + 1 critic passes)")
+    p.add_argument(
+        "--n-actions",
+        type=int,
+        default=4,
+        help="CQL-family sampled actions per state (official: 10; the update costs ~3 n_actions + 1 critic passes)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
     p.add_argument("overrides", nargs="*", help="extra config overrides for both phases")
     args = p.parse_args()
 
-    data = [f"task={args.task}", *([f"task.dataset={args.dataset}"] if args.dataset
-                                   else ["task.dataset=data/pusher-medium", "task.demos.qualities=[medium]"])]
+    data = [
+        f"task={args.task}",
+        *(
+            [f"task.dataset={args.dataset}"]
+            if args.dataset
+            else ["task.dataset=data/pusher-medium", "task.demos.qualities=[medium]"]
+        ),
+    ]
     eval_every = max(1, args.env_steps // args.evals)
     results: dict[str, list[dict[str, float]]] = {}
     curves: dict[str, list[list[tuple[int, float]]]] = {}
     for method in args.methods:
         algo, algo_overrides, ft_overrides = METHODS[method]
-        algo_overrides = [*algo_overrides, f"train.threads={args.threads}",
-                          *([f"algo.n_actions={args.n_actions}"] if algo in CONSERVATIVE else [])]
+        algo_overrides = [
+            *algo_overrides,
+            f"train.threads={args.threads}",
+            *([f"algo.n_actions={args.n_actions}"] if algo in CONSERVATIVE else []),
+        ]
         for seed in range(args.seeds):
             tag = f"{method}-s{seed}"
             online_dir = args.runs / f"{tag}-online"
             kept = (online_dir / "checkpoints" / "last.pt").exists() and _finished(online_dir, args.env_steps)
             if not kept:  # a re-run of the benchmark keeps finished runs
-                cfg = C.compose([f"algo={algo}", *data, *algo_overrides, f"train.steps={args.offline_steps}", f"train.seed={seed}",
-                                 f"train.eval_every={args.offline_steps}", f"train.checkpoint_every={args.offline_steps}",
-                                 f"task.eval_episodes={args.eval_episodes}", "train.progress=false",
-                                 f"run_dir={args.runs}/{tag}-offline", *args.overrides])
+                cfg = C.compose(
+                    [
+                        f"algo={algo}",
+                        *data,
+                        *algo_overrides,
+                        f"train.steps={args.offline_steps}",
+                        f"train.seed={seed}",
+                        f"train.eval_every={args.offline_steps}",
+                        f"train.checkpoint_every={args.offline_steps}",
+                        f"task.eval_episodes={args.eval_episodes}",
+                        "train.progress=false",
+                        f"run_dir={args.runs}/{tag}-offline",
+                        *args.overrides,
+                    ]
+                )
                 ctx, _ = pretrain(cfg)
-                finetune(online_run_config(ctx.run_dir, [f"finetune.env_steps={args.env_steps}", f"finetune.eval_every={eval_every}",
-                                                         f"finetune.checkpoint_every={args.env_steps}", f"finetune.seed={seed}",
-                                                         f"run_dir={online_dir}", *ft_overrides, *args.overrides]))
+                finetune(
+                    online_run_config(
+                        ctx.run_dir,
+                        [
+                            f"finetune.env_steps={args.env_steps}",
+                            f"finetune.eval_every={eval_every}",
+                            f"finetune.checkpoint_every={args.env_steps}",
+                            f"finetune.seed={seed}",
+                            f"run_dir={online_dir}",
+                            *ft_overrides,
+                            *args.overrides,
+                        ],
+                    )
+                )
             points = curve(online_dir, args.metric)
             results.setdefault(method, []).append(summary(points, args.env_steps) | final_success(online_dir))
             curves.setdefault(method, []).append(points)
             print(f"{tag}: {results[method][-1]}" + (" (kept)" if kept else ""), flush=True)
 
-    print(f"\n{args.metric}: {args.offline_steps} offline updates, {args.env_steps} online env steps, "
-          f"{args.seeds} seeds (mean +- std)\n")
+    print(
+        f"\n{args.metric}: {args.offline_steps} offline updates, {args.env_steps} online env steps, "
+        f"{args.seeds} seeds (mean +- std)\n"
+    )
     success = all("success_offline" in r for rs in results.values() for r in rs)
-    print("| method | offline | at 10% online | min in first 10% | min / offline | final | final - offline |"
-          + (" success offline -> final |" if success else "") + "\n|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if success else ""))
+    print(
+        "| method | offline | at 10% online | min in first 10% | min / offline | final | final - offline |"
+        + (" success offline -> final |" if success else "")
+        + "\n|---|---:|---:|---:|---:|---:|---:|"
+        + ("---:|" if success else "")
+    )
     for method, rs in results.items():
         gain = [r["final"] - r["offline"] for r in rs]
         ratio = [r["min_first_10pct"] / r["offline"] if r["offline"] > 0 else float("nan") for r in rs]
-        row = (f"| {method} | {fmt([r['offline'] for r in rs])} | {fmt([r['at_10pct'] for r in rs])} | "
-               f"{fmt([r['min_first_10pct'] for r in rs])} | {fmt(ratio, 2)} | {fmt([r['final'] for r in rs])} | {fmt(gain)} |")
+        cells = [fmt([r[k] for r in rs]) for k in ("offline", "at_10pct", "min_first_10pct")]
+        cells += [fmt(ratio, 2), fmt([r["final"] for r in rs]), fmt(gain)]
         if success:
-            row += f" {fmt([100 * r['success_offline'] for r in rs], 0)}% -> {fmt([100 * r['success_final'] for r in rs], 0)}% |"
+            before, after = (fmt([100 * r[k] for r in rs], 0) for k in ("success_offline", "success_final"))
+            cells.append(f"{before}% -> {after}%")
+        row = f"| {method} | " + " | ".join(cells) + " |"
         print(row)
     print(f"\ncurves: {plot(curves, args)}")
 
@@ -128,8 +171,10 @@ def plot(curves: dict[str, list[list[tuple[int, float]]]], args: argparse.Namesp
     import matplotlib.pyplot as plt
 
     panels = {args.metric: curves}
-    success = {m: [curve(args.runs / f"{m}-s{seed}-online", "success_rate") for seed in range(len(runs))]
-               for m, runs in curves.items()}
+    success = {
+        m: [curve(args.runs / f"{m}-s{seed}-online", "success_rate") for seed in range(len(runs))]
+        for m, runs in curves.items()
+    }
     if args.metric != "success_rate" and all(all(r) for r in success.values()):
         panels["success_rate"] = success
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
@@ -144,8 +189,11 @@ def plot(curves: dict[str, list[list[tuple[int, float]]]], args: argparse.Namesp
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"offline-to-online fine-tuning: {args.task}, {args.dataset or 'data/pusher-medium'}, "
-                 f"{len(next(iter(curves.values())))} seeds (band: min-max)", fontsize=9)
+    fig.suptitle(
+        f"offline-to-online fine-tuning: {args.task}, {args.dataset or 'data/pusher-medium'}, "
+        f"{len(next(iter(curves.values())))} seeds (band: min-max)",
+        fontsize=9,
+    )
     out = args.runs / "finetune_curves.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

@@ -46,8 +46,9 @@ def percentiles(samples_us: list[float]) -> tuple[float, float, float]:
     return at(0.50), at(0.99), ordered[-1]
 
 
-def time_python(step: Callable[[torch.Tensor], torch.Tensor], reset: Callable[[], None], observations: torch.Tensor,
-                warmup: int) -> tuple[float, float, float]:
+def time_python(
+    step: Callable[[torch.Tensor], torch.Tensor], reset: Callable[[], None], observations: torch.Tensor, warmup: int
+) -> tuple[float, float, float]:
     with torch.no_grad():
         for obs in observations[:warmup]:
             step(obs)
@@ -62,8 +63,9 @@ def time_python(step: Callable[[torch.Tensor], torch.Tensor], reset: Callable[[]
 
 def time_cpp(runner: Path, policy_file: Path, observations: torch.Tensor, warmup: int) -> tuple[float, float, float]:
     rows = "\n".join(" ".join(repr(x) for x in row) for row in observations.tolist())
-    result = subprocess.run([str(runner), str(policy_file), "--warmup", str(warmup)], input=rows,
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [str(runner), str(policy_file), "--warmup", str(warmup)], input=rows, capture_output=True, text=True, check=True
+    )
     match = re.search(r"latency_us p50=([\d.e+-]+) p99=([\d.e+-]+) max=([\d.e+-]+)", result.stderr)
     if match is None:
         raise RuntimeError(f"no latency line in policy_runner output:\n{result.stderr[-2000:]}")
@@ -85,8 +87,14 @@ def main() -> None:
     units = EnvUnits.identity(OBS_DIM, [-2.0] * ACT_DIM, [2.0] * ACT_DIM)
     observations = torch.randn(args.steps, OBS_DIM)
     out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="latency_"))
-    files = export_policy(core, units, safety=safety, metadata={"algorithm": "benchmark"}, path=out_dir / "policy",
-                          check_observations=observations[:1000])
+    files = export_policy(
+        core,
+        units,
+        safety=safety,
+        metadata={"algorithm": "benchmark"},
+        path=out_dir / "policy",
+        check_observations=observations[:1000],
+    )
 
     eager = build_deployed_policy(core, units, safety)
     rows = {"eager DeployedPolicy (Python)": time_python(eager, eager.reset, observations, args.warmup)}

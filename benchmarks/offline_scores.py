@@ -42,26 +42,62 @@ def pct(x: float | None) -> float | None:
 
 def run(args: argparse.Namespace) -> list[dict]:
     rows = []
-    sources = [(args.dataset, [f"task.dataset={args.dataset}", f"task.env_id={args.env_id}", "task.collect_if_missing=false",
-                               "safety=none"])] if args.dataset else [(q, dataset_overrides(q, args.data_dir)) for q in args.qualities]
+    sources = (
+        [
+            (
+                args.dataset,
+                [
+                    f"task.dataset={args.dataset}",
+                    f"task.env_id={args.env_id}",
+                    "task.collect_if_missing=false",
+                    "safety=none",
+                ],
+            )
+        ]
+        if args.dataset
+        else [(q, dataset_overrides(q, args.data_dir)) for q in args.qualities]
+    )
     for name, data_args in sources:
         for algo in args.algos:
             results = []
             for seed in range(args.seeds):
-                cfg = C.compose([f"algo={algo}", *data_args, f"train.steps={args.steps}", f"train.seed={seed}",
-                                 f"train.eval_every={args.steps}", f"train.checkpoint_every={args.steps}",
-                                 f"task.eval_episodes={args.eval_episodes}", "train.progress=false",
-                                 f"run_dir={args.runs}/{Path(name).stem}-{algo}-s{seed}", *args.overrides])
+                cfg = C.compose(
+                    [
+                        f"algo={algo}",
+                        *data_args,
+                        f"train.steps={args.steps}",
+                        f"train.seed={seed}",
+                        f"train.eval_every={args.steps}",
+                        f"train.checkpoint_every={args.steps}",
+                        f"task.eval_episodes={args.eval_episodes}",
+                        "train.progress=false",
+                        f"run_dir={args.runs}/{Path(name).stem}-{algo}-s{seed}",
+                        *args.overrides,
+                    ]
+                )
                 ctx, result = pretrain(cfg)
                 results.append(result)
                 print(f"{name} {algo} seed {seed}: {result}", flush=True)
-            rows.append({"data": name, "policy": algo, "mean_return": mean_std([r.get("mean_return") for r in results]),
-                         "success_rate": mean_std([pct(r.get("success_rate")) for r in results]),
-                         "normalized_score": mean_std([r.get("normalized_score") for r in results])})
+            rows.append(
+                {
+                    "data": name,
+                    "policy": algo,
+                    "mean_return": mean_std([r.get("mean_return") for r in results]),
+                    "success_rate": mean_std([pct(r.get("success_rate")) for r in results]),
+                    "normalized_score": mean_std([r.get("normalized_score") for r in results]),
+                }
+            )
         behaviour = demo_summary(str(cfg.task.dataset), cfg.task.env_id)
         for b in behaviour:
-            rows.append({"data": name, "policy": b["policy"], "mean_return": mean_std([b["return"]]),
-                         "success_rate": mean_std([pct(b["success"])]), "normalized_score": mean_std([b["score"]])})
+            rows.append(
+                {
+                    "data": name,
+                    "policy": b["policy"],
+                    "mean_return": mean_std([b["return"]]),
+                    "success_rate": mean_std([pct(b["success"])]),
+                    "normalized_score": mean_std([b["score"]]),
+                }
+            )
     return rows
 
 
@@ -79,7 +115,8 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", help="extra config overrides, e.g. train.batch_size=512")
     args = p.parse_args()
     rows = run(args)
-    print(f"\n{args.steps} updates per run, {args.seeds} seeds, {args.eval_episodes} evaluation episodes, mean +- std over seeds\n")
+    budget = f"{args.steps} updates per run, {args.seeds} seeds, {args.eval_episodes} evaluation episodes"
+    print(f"\n{budget}, mean +- std over seeds\n")
     print("| data | policy | return | success % | normalised score |\n|---|---|---:|---:|---:|")
     for r in rows:
         print(f"| {r['data']} | {r['policy']} | {r['mean_return']} | {r['success_rate']} | {r['normalized_score']} |")

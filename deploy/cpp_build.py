@@ -42,8 +42,13 @@ def build_policy_runner(build_dir: Path | None = None, jobs: int = 1) -> Path:
     if missing:
         raise RuntimeError(f"cannot build policy_runner: {missing} not found on PATH")
     configure = [
-        "cmake", "-S", str(SOURCE_DIR), "-B", str(build_dir),
-        "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
+        "cmake",
+        "-S",
+        str(SOURCE_DIR),
+        "-B",
+        str(build_dir),
+        "-DCMAKE_BUILD_TYPE=Release",
+        f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
     ]
     for command in (configure, ["cmake", "--build", str(build_dir), "--parallel", str(jobs)]):
         result = subprocess.run(command, capture_output=True, text=True)

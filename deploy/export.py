@@ -132,8 +132,10 @@ def _write_pt2(policy: DeployedPolicy, file: Path, metadata_json: str) -> None:
     """
     compiler = _inductor_compiler()
     if shutil.which(compiler) is None:
-        raise RuntimeError(f"the .pt2 export compiles C++ with {compiler!r}, which is not on PATH; "
-                           "install a C++ compiler or export formats=('torchscript',)")
+        raise RuntimeError(
+            f"the .pt2 export compiles C++ with {compiler!r}, which is not on PATH; "
+            "install a C++ compiler or export formats=('torchscript',)"
+        )
     stateless = StatelessDeployedPolicy(copy.deepcopy(policy)).eval()
     example = (torch.zeros(policy.policy.units.obs_dim), *stateless.initial_state())
     program = torch.export.export(stateless, example)

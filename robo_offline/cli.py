@@ -21,7 +21,9 @@ OVERRIDES_HELP = "config overrides: task=NAME algo=NAME section.key=value (e.g. 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help=OVERRIDES_HELP)
-    p.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML file layered over the task/algo configs")
+    p.add_argument(
+        "--config", action="append", default=[], metavar="FILE", help="YAML file layered over the task/algo configs"
+    )
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -68,7 +70,10 @@ def cmd_train_online(args: argparse.Namespace) -> int:
 def _report(run_dir: Path, result: dict) -> None:
     print(f"run directory: {run_dir}")
     if result:
-        print("final evaluation: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
+        print(
+            "final evaluation: "
+            + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items())
+        )
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -80,15 +85,31 @@ def cmd_collect(args: argparse.Namespace) -> int:
         from deploy.safety import SafetyConfig
 
         safety = SafetyConfig.from_dict(dict(config_lib.OmegaConf.to_container(config_lib.OmegaConf.load(args.safety))))
-    episodes = collect_episodes(args.env, args.behaviour, args.episodes, seed=args.seed, quality=args.quality,
-                                safety=safety, policy_path=args.policy, transitions=args.transitions,
-                                action_noise=args.action_noise)
+    episodes = collect_episodes(
+        args.env,
+        args.behaviour,
+        args.episodes,
+        seed=args.seed,
+        quality=args.quality,
+        safety=safety,
+        policy_path=args.policy,
+        transitions=args.transitions,
+        action_noise=args.action_noise,
+    )
     name = args.name or f"{args.env.split('-')[0].lower()}-{args.behaviour}-{args.quality}"
-    path = write_demo_log(args.out, episodes, args.env, name, f"{args.behaviour} ({args.quality}) on {args.env}",
-                          {"behaviour": args.behaviour, "quality": str(args.quality)})
+    path = write_demo_log(
+        args.out,
+        episodes,
+        args.env,
+        name,
+        f"{args.behaviour} ({args.quality}) on {args.env}",
+        {"behaviour": args.behaviour, "quality": str(args.quality)},
+    )
     stats = summarize(args.env, episodes)
-    print(f"wrote {len(episodes)} episodes to {path}: mean return {stats.mean_return:.2f} +- {stats.std_return:.2f}"
-          + (f", success {stats.success_rate:.0%}" if stats.success_rate is not None else ""))
+    print(
+        f"wrote {len(episodes)} episodes to {path}: mean return {stats.mean_return:.2f} +- {stats.std_return:.2f}"
+        + (f", success {stats.success_rate:.0%}" if stats.success_rate is not None else "")
+    )
     return 0
 
 
@@ -106,8 +127,10 @@ def cmd_tiers(args: argparse.Namespace) -> int:
         manifest = Manifest.load(policies)
     for name in ("medium", "expert"):
         snap = manifest.tier_policy(name)
-        print(f"{name} policy: {policies / snap.file} (SAC after {snap.env_steps} env steps, "
-              f"return {snap.mean_return:.0f}, normalised score {snap.normalized_score:.1f})")
+        print(
+            f"{name} policy: {policies / snap.file} (SAC after {snap.env_steps} env steps, "
+            f"return {snap.mean_return:.0f}, normalised score {snap.normalized_score:.1f})"
+        )
     for i, tier in enumerate(args.tiers):
         out = Path(args.out) / f"{args.task}-{tier}"
         record_tier(tier, policies, out, args.transitions, seed=args.seed + 1_000_000 * i)
@@ -165,8 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", default="expert", help="scripted demonstrator quality: expert | medium | poor | 0..1")
     p.add_argument("--policy", help="exported policy file (.pt) for --behaviour policy")
     p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--transitions", type=int, help="record whole episodes until this many steps (instead of --episodes)")
-    p.add_argument("--action-noise", type=float, default=0.0, help="Gaussian action noise, in half-ranges of the action space")
+    p.add_argument(
+        "--transitions", type=int, help="record whole episodes until this many steps (instead of --episodes)"
+    )
+    p.add_argument(
+        "--action-noise", type=float, default=0.0, help="Gaussian action noise, in half-ranges of the action space"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--safety", help="safety-filter YAML (default: the environment's action bounds only)")
     p.add_argument("--name", help="dataset name stored in the metadata")
@@ -176,15 +203,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tiers", help="D4RL-style random/medium/medium-replay/expert logs from SAC behaviour policies")
     p.add_argument("overrides", nargs="*", help="config overrides for the SAC run (with --train)")
     p.add_argument("--task", default="hopper", help="task config (configs/task/NAME.yaml)")
-    p.add_argument("--policies", help="behaviour policies (manifest.json + .pt): a directory or a shipped set "
-                   "(default: the task's shipped set; with --train, where to write them: policies/TASK)")
+    p.add_argument(
+        "--policies",
+        help="behaviour policies (manifest.json + .pt): a directory or a shipped set "
+        "(default: the task's shipped set; with --train, where to write them: policies/TASK)",
+    )
     p.add_argument("--tiers", nargs="+", default=list(TIERS), choices=TIERS)
     p.add_argument("--transitions", type=int, default=100_000, help="steps per tier (whole episodes)")
     p.add_argument("--out", default="data", help="logs are written to OUT/<task>-<tier>")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train", action="store_true", help="first train SAC and export new behaviour policies to --policies")
+    p.add_argument(
+        "--train", action="store_true", help="first train SAC and export new behaviour policies to --policies"
+    )
     p.add_argument("--env-steps", type=int, default=300_000, help="SAC budget with --train")
-    p.add_argument("--snapshot-every", type=int, default=10_000, help="env steps between exported snapshots with --train")
+    p.add_argument(
+        "--snapshot-every", type=int, default=10_000, help="env steps between exported snapshots with --train"
+    )
     p.set_defaults(func=cmd_tiers)
 
     p = sub.add_parser("inspect", help="summarise and validate a dataset file")
@@ -200,7 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/last.pt)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("main", help="the main job on built-in demos: collect -> pretrain -> fine-tune -> export -> table")
+    p = sub.add_parser(
+        "main", help="the main job on built-in demos: collect -> pretrain -> fine-tune -> export -> table"
+    )
     _add_config_args(p)
     p.set_defaults(func=cmd_main_job)
     return parser

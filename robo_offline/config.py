@@ -30,7 +30,6 @@ from robo_offline.datagen.builtin import DEMO_SOURCES
 from robo_offline.datagen.tiers import TIERS
 
 
-
 def _builtin_config_dir() -> Path:
     """The project's YAML: packaged as robo_offline/configs in a wheel, the checkout's configs/ otherwise."""
     packaged = Path(__file__).resolve().parent / "configs"
@@ -252,7 +251,11 @@ def validate(cfg: DictConfig) -> None:
         _check(tr[key] > 0, f"train.{key}", "must be > 0")
     _check(tr.threads >= 0, "train.threads", "must be >= 0")
     _check(tr.grad_clip is None or tr.grad_clip > 0, "train.grad_clip", "must be > 0 or null")
-    _check(tr.device == "auto" or tr.device.split(":")[0] in ("cpu", "cuda", "mps"), "train.device", f"{tr.device!r} is not auto|cpu|cuda[:N]")
+    _check(
+        tr.device == "auto" or tr.device.split(":")[0] in ("cpu", "cuda", "mps"),
+        "train.device",
+        f"{tr.device!r} is not auto|cpu|cuda[:N]",
+    )
     ft = cfg.finetune
     for key in ("env_steps", "num_envs", "utd_ratio", "buffer_size", "eval_every", "checkpoint_every"):
         _check(ft[key] > 0, f"finetune.{key}", "must be > 0")

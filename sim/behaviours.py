@@ -73,9 +73,15 @@ class NoisyBehaviour:
         self.rng = np.random.default_rng(seed)
 
 
-def make_behaviour(name: str, env: gym.Env, quality: float | str = "expert", seed: int | None = None,
-                   policy_path: str | Path | None = None, action_noise: float = 0.0) -> Behaviour:
-    """"random", "scripted" (the env's demonstrator at `quality`) or "policy" (an exported `.pt`/`.pt2`),
+def make_behaviour(
+    name: str,
+    env: gym.Env,
+    quality: float | str = "expert",
+    seed: int | None = None,
+    policy_path: str | Path | None = None,
+    action_noise: float = 0.0,
+) -> Behaviour:
+    """ "random", "scripted" (the env's demonstrator at `quality`) or "policy" (an exported `.pt`/`.pt2`),
     with Gaussian `action_noise` (half-ranges) on top when it is > 0."""
     behaviour = _base_behaviour(name, env, quality, seed, policy_path)
     if action_noise < 0:
@@ -83,8 +89,9 @@ def make_behaviour(name: str, env: gym.Env, quality: float | str = "expert", see
     return NoisyBehaviour(behaviour, env.action_space, action_noise) if action_noise > 0 else behaviour
 
 
-def _base_behaviour(name: str, env: gym.Env, quality: float | str, seed: int | None,
-                    policy_path: str | Path | None) -> Behaviour:
+def _base_behaviour(
+    name: str, env: gym.Env, quality: float | str, seed: int | None, policy_path: str | Path | None
+) -> Behaviour:
     if name == "random":
         behaviour = RandomBehaviour(env.action_space)
         behaviour.reset(seed)

@@ -52,8 +52,9 @@ def make_vector_env(
     return envs
 
 
-def _env_factory(env_id: str, seed: int | None, wrappers: tuple[EnvWrapper, ...],
-                 kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
+def _env_factory(
+    env_id: str, seed: int | None, wrappers: tuple[EnvWrapper, ...], kwargs: dict[str, Any]
+) -> Callable[[], gym.Env]:
     def factory() -> gym.Env:
         env = make_env(env_id, **kwargs)
         for wrap in wrappers:

@@ -42,8 +42,15 @@ class EvalResult:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k != "episodes"}
 
 
-def evaluate(behaviour: Behaviour, env_id: str, n_episodes: int = 10, seed: int = 0,
-             wrappers: Sequence[EnvWrapper] = (), progress: bool = False, **env_kwargs: Any) -> EvalResult:
+def evaluate(
+    behaviour: Behaviour,
+    env_id: str,
+    n_episodes: int = 10,
+    seed: int = 0,
+    wrappers: Sequence[EnvWrapper] = (),
+    progress: bool = False,
+    **env_kwargs: Any,
+) -> EvalResult:
     """Run `behaviour` for `n_episodes` episodes of `env_id`, episode k seeded `seed + k`.
 
     `wrappers` go around the task's env in order (e.g. the safety filter, as deployed). Wrap a plain

@@ -19,16 +19,20 @@ EXECUTED_ACTION_KEY = "executed_action"  # set by sim.wrappers.SafetyFilterWrapp
 SUCCESS_KEY = "is_success"  # set by the task wrappers in sim.tasks
 
 
-def rollout_episodes(env: gym.Env, behaviour: Behaviour, n_episodes: int, seed: int, progress: bool = True,
-                     desc: str = "rollout") -> list[Episode]:
+def rollout_episodes(
+    env: gym.Env, behaviour: Behaviour, n_episodes: int, seed: int, progress: bool = True, desc: str = "rollout"
+) -> list[Episode]:
     """Episodes k = 0..n-1, each reset with `seed + k` (env and behaviour), run until it ends."""
     with torch_threads(1):
-        return [rollout_episode(env, behaviour, seed + k)
-                for k in tqdm(range(n_episodes), desc=desc, unit="ep", disable=not progress)]
+        return [
+            rollout_episode(env, behaviour, seed + k)
+            for k in tqdm(range(n_episodes), desc=desc, unit="ep", disable=not progress)
+        ]
 
 
-def rollout_transitions(env: gym.Env, behaviour: Behaviour, n_transitions: int, seed: int, progress: bool = True,
-                        desc: str = "rollout") -> list[Episode]:
+def rollout_transitions(
+    env: gym.Env, behaviour: Behaviour, n_transitions: int, seed: int, progress: bool = True, desc: str = "rollout"
+) -> list[Episode]:
     """Whole episodes (seeded `seed + k` as above) until they hold at least `n_transitions` steps.
 
     Locomotion logs are sized in transitions (D4RL: 1M per tier), and episode lengths vary with

@@ -48,7 +48,10 @@ class SafetyFilterWrapper(gym.Wrapper):
 
     def state_dict(self) -> dict[str, Any]:
         """The filter's memory (previous action, counts) and the last observation, for mid-episode resume."""
-        return {"filter": {k: v.clone() for k, v in self.safety_filter.state_dict().items()}, "last_obs": self._last_obs.clone()}
+        return {
+            "filter": {k: v.clone() for k, v in self.safety_filter.state_dict().items()},
+            "last_obs": self._last_obs.clone(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.safety_filter.load_state_dict(state["filter"])

@@ -75,7 +75,9 @@ def test_importance_sampled_logsumexp_by_hand():
     # One critic, N = 1 candidate per proposal, one state, act_dim = 1 (uniform density 0.5, log = -ln 2):
     # Q_rand = 1, Q_cur = 2 with log pi = 2, Q_next = 0 with log pi = 0
     # terms: 1 - (-ln 2) = 1 + ln 2, 2 - 2 = 0, 0 - 0 = 0 -> exp: 2e, 1, 1 -> logsumexp = ln(2e + 2)
-    one = lambda v: T([[[v]]])  # (C=1, N=1, B=1)
+    def one(v: float) -> torch.Tensor:
+        return T([[[v]]])  # (C=1, N=1, B=1)
+
     args = (one(1.0), one(2.0), one(0.0), T([[2.0]]), T([[0.0]]), 1)
     assert importance_sampled_logsumexp(*args).item() == pytest.approx(math.log(2 * math.e + 2), rel=1e-6)
     # temperature 2: 2 * ln(exp((1 + ln 2) / 2) + 1 + 1) = 2 * ln(sqrt(2e) + 2)
@@ -147,8 +149,14 @@ def test_calql_bound_lifts_exactly_where_q_below_reference():
 
 def test_calql_bound_rate_over_current_and_next_candidates():
     algo = CalQL(CalQLConfig(hidden_dims=[8]), 3, 2)
-    batch = Batch(observations=torch.zeros(3, 3), actions=torch.zeros(3, 2), rewards=torch.zeros(3),
-                  next_observations=torch.zeros(3, 3), terminals=torch.zeros(3), mc_returns=T([2.0, 4.0, 2.0]))
+    batch = Batch(
+        observations=torch.zeros(3, 3),
+        actions=torch.zeros(3, 2),
+        rewards=torch.zeros(3),
+        next_observations=torch.zeros(3, 3),
+        terminals=torch.zeros(3),
+        mc_returns=T([2.0, 4.0, 2.0]),
+    )
     q_cur = T([[[1.0, 5.0, 2.0], [3.0, 2.0, 2.0]]])  # lifted: 2 of 6
     q_next = T([[[0.0, 0.0, 0.0], [9.0, 9.0, 9.0]]])  # lifted: 3 of 6
     cur, nxt, info = algo.bound_policy_q(q_cur, q_next, batch)
@@ -160,8 +168,14 @@ def test_calql_bound_rate_over_current_and_next_candidates():
 
 def _tiny_batch(b: int, mc: float) -> Batch:
     g = torch.Generator().manual_seed(3)
-    return Batch(torch.randn(b, 3, generator=g), torch.rand(b, 2, generator=g) * 2 - 1, torch.randn(b, generator=g),
-                 torch.randn(b, 3, generator=g), torch.zeros(b), torch.full((b,), mc))
+    return Batch(
+        torch.randn(b, 3, generator=g),
+        torch.rand(b, 2, generator=g) * 2 - 1,
+        torch.randn(b, generator=g),
+        torch.randn(b, 3, generator=g),
+        torch.zeros(b),
+        torch.full((b,), mc),
+    )
 
 
 def test_calql_critic_loss_equals_cql_when_bound_inactive_and_rate_one_when_active():

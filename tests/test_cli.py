@@ -39,7 +39,10 @@ def test_unknown_config_key_exits_2_naming_it(capsys):
 
 def test_collect_writes_a_log_minari_opens(tmp_path, capsys):
     out = tmp_path / "random-log"
-    assert main(["collect", "--env", "InvertedPendulum-v5", "--behaviour", "random", "--episodes", "3", "--out", str(out)]) == 0
+    assert (
+        main(["collect", "--env", "InvertedPendulum-v5", "--behaviour", "random", "--episodes", "3", "--out", str(out)])
+        == 0
+    )
     assert "wrote 3 episodes" in capsys.readouterr().out
     dataset = minari.MinariDataset(str(out / "data"))
     assert dataset.total_episodes == 3
@@ -49,10 +52,23 @@ def test_collect_writes_a_log_minari_opens(tmp_path, capsys):
 def test_pretrain_on_a_d4rl_layout_file(tmp_path, capsys):
     # InvertedPendulum-v5: obs 4, act 1 in [-3, 3]; actions in [-1, 1] are inside the bounds.
     path = write_d4rl(tmp_path / "pendulum.hdf5", d4rl_arrays(np.random.default_rng(0), n=200, obs_dim=4, act_dim=1))
-    args = ["pretrain", "algo=iql", "safety=none", "task.env_id=InvertedPendulum-v5", f"task.dataset={path}",
-            "task.collect_if_missing=false", "algo.hidden_dims=[16,16]", "train.steps=20", "train.batch_size=16",
-            "train.log_every=10", "train.eval_every=20", "train.checkpoint_every=20", "task.eval_episodes=2",
-            "train.progress=false", f"run_dir={tmp_path}/run"]
+    args = [
+        "pretrain",
+        "algo=iql",
+        "safety=none",
+        "task.env_id=InvertedPendulum-v5",
+        f"task.dataset={path}",
+        "task.collect_if_missing=false",
+        "algo.hidden_dims=[16,16]",
+        "train.steps=20",
+        "train.batch_size=16",
+        "train.log_every=10",
+        "train.eval_every=20",
+        "train.checkpoint_every=20",
+        "task.eval_episodes=2",
+        "train.progress=false",
+        f"run_dir={tmp_path}/run",
+    ]
     assert main(args) == 0
     assert "mean_return=" in capsys.readouterr().out
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from omegaconf import OmegaConf
 
 from robo_offline import config as C
@@ -78,4 +77,5 @@ def test_algorithm_yaml_selects_its_dataclass_defaults(name):
     assert (C.CONFIG_DIR / "algo" / f"{name}.yaml").is_file()
     composed = C.compose(["task=pusher", f"algo={name}"]).algo
     assert OmegaConf.to_container(composed) == OmegaConf.to_container(
-        OmegaConf.structured(ALGORITHMS[name].config_class()))
+        OmegaConf.structured(ALGORITHMS[name].config_class())
+    )

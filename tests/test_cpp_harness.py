@@ -35,9 +35,12 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     core = nn.Sequential(nn.Linear(OBS_DIM, 64), nn.Tanh(), nn.Linear(64, ACT_DIM), nn.Tanh())
     safety = SafetyConfig.from_dict(OmegaConf.to_container(OmegaConf.load(PUSHER_SAFETY)))
     return export_policy(
-        core, EnvUnits(torch.zeros(OBS_DIM), torch.full((OBS_DIM,), 0.5), [-2.0] * ACT_DIM, [2.0] * ACT_DIM),
-        safety=safety, metadata={"algorithm": "cpp-harness-test"},
-        path=tmp_path_factory.mktemp("cpp") / "policy", check_observations=torch.randn(200, OBS_DIM),
+        core,
+        EnvUnits(torch.zeros(OBS_DIM), torch.full((OBS_DIM,), 0.5), [-2.0] * ACT_DIM, [2.0] * ACT_DIM),
+        safety=safety,
+        metadata={"algorithm": "cpp-harness-test"},
+        path=tmp_path_factory.mktemp("cpp") / "policy",
+        check_observations=torch.randn(200, OBS_DIM),
     )
 
 
@@ -71,7 +74,9 @@ def test_cpp_actions_equal_python_loader(runner, exported, observations, tmp_pat
     write_rows(observations, obs_file)
     result = subprocess.run(
         [str(runner), str(exported[fmt]), "--obs", str(obs_file), "--out", str(out_file), "--rate-hz", "0"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     cpp = parse_actions(out_file.read_text())
@@ -89,16 +94,23 @@ def test_cpp_reads_stdin_and_paces_the_loop(runner, exported, observations) -> N
     rows = observations[:40]
     text = "".join(" ".join(repr(x) for x in row) + "\n" for row in rows.tolist())
     start = time.monotonic()
-    result = subprocess.run([str(runner), str(exported["torchscript"]), "--rate-hz", "400"], input=text,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(runner), str(exported["torchscript"]), "--rate-hz", "400"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - start >= 39 / 400  # 40 steps at 400 Hz span at least 39 periods
-    torch.testing.assert_close(parse_actions(result.stdout), python_actions(exported["torchscript"], rows),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        parse_actions(result.stdout), python_actions(exported["torchscript"], rows), atol=1e-5, rtol=0
+    )
     assert "overruns:" in result.stderr
 
 
 def test_cpp_rejects_malformed_observations(runner, exported) -> None:
-    result = subprocess.run([str(runner), str(exported["torchscript"])], input="0.1 oops\n",
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(runner), str(exported["torchscript"])], input="0.1 oops\n", capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2 and "bad number 'oops'" in result.stderr

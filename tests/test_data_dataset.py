@@ -6,7 +6,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-
 from data_fixtures import make_episode, reference_returns
 
 from deploy.units import EnvUnits

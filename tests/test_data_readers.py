@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-
 from data_fixtures import d4rl_arrays, make_episode, robomimic_demo, write_d4rl, write_robomimic
+
 from robo_offline.data import DatasetError, detect_format, load_dataset, write_minari_dataset
 
 torch.set_num_threads(1)
@@ -152,6 +152,7 @@ def test_robomimic_reader_with_obs_keys(tmp_path):
 
     assert detect_format(path) == "robomimic"
     assert data.metadata["env_id"] == "Lift" and data.metadata["obs_keys"] == ["gripper", "eef_pos"]
+
     def flat(part):
         return np.concatenate([np.concatenate([d[part]["gripper"], d[part]["eef_pos"]], axis=1) for d in demos])
 

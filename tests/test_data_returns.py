@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from data_fixtures import reference_returns, write_d4rl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data_fixtures import reference_returns, write_d4rl
 from robo_offline.data import compute_mc_returns, load_dataset
 from robo_offline.data.returns import reverse_linear_scan
 

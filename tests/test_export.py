@@ -33,8 +33,12 @@ def pusher_safety() -> SafetyConfig:
 
 def units() -> EnvUnits:
     g = torch.Generator().manual_seed(1)
-    return EnvUnits(torch.randn(OBS_DIM, generator=g) * 0.1, torch.rand(OBS_DIM, generator=g) + 0.5,
-                    [-2.0] * ACT_DIM, [2.0] * ACT_DIM)
+    return EnvUnits(
+        torch.randn(OBS_DIM, generator=g) * 0.1,
+        torch.rand(OBS_DIM, generator=g) + 0.5,
+        [-2.0] * ACT_DIM,
+        [2.0] * ACT_DIM,
+    )
 
 
 def export_kwargs(tmp_path: Path, **overrides) -> dict:
@@ -133,7 +137,9 @@ def test_unnormalised_policy_exports_with_identity_normaliser(tmp_path: Path) ->
 
 def test_rejects_metadata_that_overwrites_export_fields(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\['safety'\] are written by export_policy"):
-        export_policy(small_core(), units(), **export_kwargs(tmp_path, metadata={"safety": "mine"}), formats=["torchscript"])
+        export_policy(
+            small_core(), units(), **export_kwargs(tmp_path, metadata={"safety": "mine"}), formats=["torchscript"]
+        )
 
 
 class UnscriptableCore(nn.Module):

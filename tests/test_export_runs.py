@@ -9,10 +9,9 @@ import torch
 from deploy import EnvUnits, load_policy
 from robo_offline import config as C
 from robo_offline.cli import main as cli_main
-from robo_offline.workflows.export import load_run_policy
 from robo_offline.training.checkpoint import CheckpointError
 from robo_offline.workflows.context import checkpoint_units
-from robo_offline.workflows.export import export_run
+from robo_offline.workflows.export import export_run, load_run_policy
 from robo_offline.workflows.pretrain import pretrain
 
 ENV = "InvertedPendulum-v5"
@@ -33,12 +32,27 @@ def demos(tmp_path_factory):
 
 @pytest.mark.parametrize("algo", sorted(ALGOS))
 def test_export_run_dir_both_formats_with_parity(demos, algo, capsys):
-    cfg = C.compose([
-        "task=pusher", "safety=none", f"algo={algo}", *ALGOS[algo], f"task.env_id={ENV}", f"task.dataset={demos}/data",
-        "task.demos.behaviour=random", "task.demos.qualities=[random]", "task.demos.episodes_per_quality=20",
-        "task.eval_episodes=0", "algo.hidden_dims=[32,32]", "train.batch_size=32", "train.steps=30",
-        "train.log_every=10", "train.checkpoint_every=30", "train.progress=false", f"run_dir={demos}/{algo}",
-    ])
+    cfg = C.compose(
+        [
+            "task=pusher",
+            "safety=none",
+            f"algo={algo}",
+            *ALGOS[algo],
+            f"task.env_id={ENV}",
+            f"task.dataset={demos}/data",
+            "task.demos.behaviour=random",
+            "task.demos.qualities=[random]",
+            "task.demos.episodes_per_quality=20",
+            "task.eval_episodes=0",
+            "algo.hidden_dims=[32,32]",
+            "train.batch_size=32",
+            "train.steps=30",
+            "train.log_every=10",
+            "train.checkpoint_every=30",
+            "train.progress=false",
+            f"run_dir={demos}/{algo}",
+        ]
+    )
     ctx, _ = pretrain(cfg)
     assert cli_main(["export", str(ctx.run_dir)]) == 0  # writes, reloads and parity-checks both files
     out = capsys.readouterr().out
@@ -70,9 +84,12 @@ def test_checkpoints_from_before_env_units_load_and_others_fail_naming_the_field
         pytest.skip("needs the bc run of test_export_run_dir_both_formats_with_parity")
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
     units = EnvUnits.from_state(state.pop("units"))
-    legacy = {**state, "normalizer": {"mean": units.obs_mean, "std": units.obs_std, "enabled": True},
-              "action_bounds": {"low": units.action_low.numpy(), "high": units.action_high.numpy()},
-              "reward_transform": {"scale": 1.0, "shift": 0.0}}
+    legacy = {
+        **state,
+        "normalizer": {"mean": units.obs_mean, "std": units.obs_std, "enabled": True},
+        "action_bounds": {"low": units.action_low.numpy(), "high": units.action_high.numpy()},
+        "reward_transform": {"scale": 1.0, "shift": 0.0},
+    }
     torch.save(legacy, tmp_path / "legacy.pt")
     converted = checkpoint_units(torch.load(tmp_path / "legacy.pt", weights_only=False), tmp_path / "legacy.pt")
     for k, v in units.state_dict().items():

@@ -15,13 +15,13 @@ import torch
 from deploy.safety import SafetyConfig
 from deploy.units import EnvUnits
 from robo_offline import config as C
+from robo_offline.algos.convert import convert, converted_config
 from robo_offline.data import TransitionDataset
 from robo_offline.data.replay import MixedSampler, ReplayBuffer
-from robo_offline.algos.convert import convert, converted_config
-from robo_offline.workflows.finetune import finetune, online_run_config
-from robo_offline.training.collector import OnlineCollector
-from robo_offline.workflows.pretrain import pretrain
 from robo_offline.training.checkpoint import load_checkpoint
+from robo_offline.training.collector import OnlineCollector
+from robo_offline.workflows.finetune import finetune, online_run_config
+from robo_offline.workflows.pretrain import pretrain
 from sim.envs import make_vector_env
 from sim.wrappers import SafetyFilterWrapper
 
@@ -30,11 +30,23 @@ ENV = "InvertedPendulum-v5"
 
 def _tiny(tmp, extra=(), algo=("algo=calql", "algo.n_actions=2")):
     return [
-        "task=pusher", "safety=none", *algo, f"task.env_id={ENV}", f"task.dataset={tmp}/demos",
-        "task.demos.behaviour=random", "task.demos.qualities=[random]", "task.demos.episodes_per_quality=30",
-        "task.eval_episodes=2", "algo.hidden_dims=[32,32]",
-        "train.batch_size=32", "train.steps=60", "train.log_every=20", "train.eval_every=60",
-        "train.checkpoint_every=60", "train.progress=false", *extra,
+        "task=pusher",
+        "safety=none",
+        *algo,
+        f"task.env_id={ENV}",
+        f"task.dataset={tmp}/demos",
+        "task.demos.behaviour=random",
+        "task.demos.qualities=[random]",
+        "task.demos.episodes_per_quality=30",
+        "task.eval_episodes=2",
+        "algo.hidden_dims=[32,32]",
+        "train.batch_size=32",
+        "train.steps=60",
+        "train.log_every=20",
+        "train.eval_every=60",
+        "train.checkpoint_every=60",
+        "train.progress=false",
+        *extra,
     ]
 
 
@@ -71,8 +83,16 @@ def test_buffer_is_a_ring_over_capacity():
 
 def test_mixing_ratio_is_honoured():
     n = 50
-    offline = TransitionDataset(torch.zeros(n, 1), torch.zeros(n, 1), torch.zeros(n), torch.zeros(n, 1),
-                                torch.zeros(n), torch.zeros(n), torch.zeros(n, dtype=torch.long), torch.zeros(n))
+    offline = TransitionDataset(
+        torch.zeros(n, 1),
+        torch.zeros(n, 1),
+        torch.zeros(n),
+        torch.zeros(n, 1),
+        torch.zeros(n),
+        torch.zeros(n),
+        torch.zeros(n, dtype=torch.long),
+        torch.zeros(n),
+    )
     online = ReplayBuffer(100, obs_dim=1, act_dim=1, gamma=0.9)
     g = torch.Generator().manual_seed(0)
     assert MixedSampler(offline, online, 40, 0.25, g)().observations.sum() == 0  # no online data yet: all offline
@@ -87,11 +107,19 @@ def test_mixing_ratio_is_honoured():
 # -- collection through the safety filter ----------------------------------------------------------
 def test_collector_stores_the_filtered_action_not_the_raw_one():
     tight = SafetyConfig(action_low=[-0.1], action_high=[0.1])
-    envs = make_vector_env(ENV, 2, seed=0, wrappers=[lambda e: SafetyFilterWrapper(e, tight)],
-                           autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = make_vector_env(
+        ENV,
+        2,
+        seed=0,
+        wrappers=[lambda e: SafetyFilterWrapper(e, tight)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
     buf = ReplayBuffer(5000, 4, 1, 0.99)
     units = EnvUnits.identity(4, [-3.0], [3.0])
-    always_max = lambda obs: torch.ones(obs.shape[0], 1)  # raw policy action: +3 in env units
+
+    def always_max(obs: torch.Tensor) -> torch.Tensor:
+        return torch.ones(obs.shape[0], 1)  # raw policy action: +3 in env units
+
     collector = OnlineCollector(envs, buf, units, always_max, torch.device("cpu"), seed=0)
     while buf.episodes < 3:
         collector.step()
@@ -103,8 +131,18 @@ def test_collector_stores_the_filtered_action_not_the_raw_one():
 
 # -- the loop ---------------------------------------------------------------------------------------
 def _ft_cfg(tmp, source, name, extra=()):
-    return online_run_config(source, ["finetune.env_steps=80", "finetune.num_envs=2", "finetune.eval_every=40",
-                                      "finetune.checkpoint_every=40", "train.log_every=20", f"run_dir={tmp}/{name}", *extra])
+    return online_run_config(
+        source,
+        [
+            "finetune.env_steps=80",
+            "finetune.num_envs=2",
+            "finetune.eval_every=40",
+            "finetune.checkpoint_every=40",
+            "train.log_every=20",
+            f"run_dir={tmp}/{name}",
+            *extra,
+        ],
+    )
 
 
 def test_finetune_logs_offline_point_calibration_and_bound_rate(source_run):
@@ -169,7 +207,11 @@ def test_killed_run_resumes_from_the_same_step_with_the_same_buffer(source_run, 
     resumed_cfg = C.load_saved(tmp / "ft_resume" / "config.yaml")
     starts = []
     real_fit = trainer_mod.Trainer.fit
-    monkeypatch.setattr(trainer_mod.Trainer, "fit", lambda self, start_step=0: starts.append((start_step, self.sample.online.size)) or real_fit(self, start_step))
+    monkeypatch.setattr(
+        trainer_mod.Trainer,
+        "fit",
+        lambda self, start_step=0: starts.append((start_step, self.sample.online.size)) or real_fit(self, start_step),
+    )
     resumed, _ = finetune(resumed_cfg, resume=tmp / "ft_resume")
     assert starts == [(40, saved_size)]
     assert load_checkpoint(tmp / "ft_resume" / "checkpoints")["step"] == 80

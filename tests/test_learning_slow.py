@@ -21,8 +21,19 @@ def demos(tmp_path_factory):
 @pytest.mark.parametrize("algo", ["bc", "td3bc", "iql", "cql", "calql", "bcq"])
 def test_offline_policy_is_far_better_than_random_on_mixed_demos(demos, tmp_path, algo):
     extra = ["algo.n_actions=4"] if algo in ("cql", "calql") else []
-    cfg = C.compose([f"algo={algo}", *extra, f"task.dataset={demos}", "train.steps=3000", "train.eval_every=3000",
-                     "train.checkpoint_every=3000", "task.eval_episodes=20", "train.progress=false", f"run_dir={tmp_path}/run"])
+    cfg = C.compose(
+        [
+            f"algo={algo}",
+            *extra,
+            f"task.dataset={demos}",
+            "train.steps=3000",
+            "train.eval_every=3000",
+            "train.checkpoint_every=3000",
+            "task.eval_episodes=20",
+            "train.progress=false",
+            f"run_dir={tmp_path}/run",
+        ]
+    )
     _, result = pretrain(cfg)
     # 0 = uniform-random torques, 100 = the expert demonstrator's return; the mixed demos average about 60.
     assert result["normalized_score"] > 60.0

@@ -6,11 +6,24 @@ import robo_offline.workflows.context as context
 from robo_offline.workflows.main_job import run_main_job
 
 TINY = [
-    "safety=none", "task.env_id=InvertedPendulum-v5", "task.dataset=data/pendulum-random", "task.demos.behaviour=random",
-    "task.demos.qualities=[random]", "task.demos.episodes_per_quality=20", "task.eval_episodes=3",
-    "algo.hidden_dims=[32,32]", "algo.n_actions=2", "train.batch_size=32", "train.steps=40", "train.log_every=20",
-    "train.eval_every=40", "train.checkpoint_every=40", "train.progress=false", "finetune.env_steps=40",
-    "finetune.eval_every=40", "finetune.checkpoint_every=40",
+    "safety=none",
+    "task.env_id=InvertedPendulum-v5",
+    "task.dataset=data/pendulum-random",
+    "task.demos.behaviour=random",
+    "task.demos.qualities=[random]",
+    "task.demos.episodes_per_quality=20",
+    "task.eval_episodes=3",
+    "algo.hidden_dims=[32,32]",
+    "algo.n_actions=2",
+    "train.batch_size=32",
+    "train.steps=40",
+    "train.log_every=20",
+    "train.eval_every=40",
+    "train.checkpoint_every=40",
+    "train.progress=false",
+    "finetune.env_steps=40",
+    "finetune.eval_every=40",
+    "finetune.checkpoint_every=40",
 ]
 
 
@@ -26,8 +39,12 @@ def test_main_job_rows_share_evaluation_seeds(tmp_path, monkeypatch):
     monkeypatch.setattr(context, "evaluate", spy)
     table = run_main_job(TINY)
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| policy")]
-    assert [r.split(" | ")[0] for r in rows] == ["| demonstrator (random)", "| offline bc", "| offline calql",
-                                                 "| fine-tuned calql"]
+    assert [r.split(" | ")[0] for r in rows] == [
+        "| demonstrator (random)",
+        "| offline bc",
+        "| offline calql",
+        "| fine-tuned calql",
+    ]
     # BC, Cal-QL offline (final), fine-tuning's offline point and its final point: one seed set.
     assert len(calls) >= 4 and set(calls) == {(3, context.EVAL_SEED)}
     assert f"episode k seeded {context.EVAL_SEED} + k" in table

@@ -23,14 +23,18 @@ PACKAGES = ("robo_offline", "sim", "deploy")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Built from a copy of the files git knows (tracked or not ignored): no stale build/ of the checkout."""
     source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
-    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard"], check=True,
-                           capture_output=True, text=True).stdout.splitlines()
+    files = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard"], check=True, capture_output=True, text=True
+    ).stdout.splitlines()
     for name in files:
         if (ROOT / name).is_file():
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
-                    str(source)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
+        check=True,
+        capture_output=True,
+    )
     return next(out.glob("robo_offline-*.whl"))
 
 
@@ -54,11 +58,18 @@ def _venv_with(wheel: Path, root: Path) -> Path:
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(site, "robo_offline_test_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
     return venv
 
 
@@ -75,19 +86,40 @@ def test_installed_wheel_runs_away_from_the_checkout(wheel: Path, tmp_path: Path
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONPATH": ""}
     env.pop("ROBO_OFFLINE_CONFIGS", None)
     bin_ = venv / "bin"
-    where = _run([bin_ / "python", "-c", "import robo_offline.config as c, sim, deploy; print(c.CONFIG_DIR, sim.__file__,"
-                  " deploy.__file__)"], work, env)
+    where = _run(
+        [
+            bin_ / "python",
+            "-c",
+            "import robo_offline.config as c, sim, deploy; print(c.CONFIG_DIR, sim.__file__, deploy.__file__)",
+        ],
+        work,
+        env,
+    )
     assert str(ROOT) not in where and "site-packages" in where  # the installed copy, with its own configs
 
-    tiny = ["task.demos.episodes_per_quality=2", "task.eval_episodes=2", "algo.hidden_dims=[32,32]", "train.batch_size=32", "train.steps=20", "train.log_every=10", "train.eval_every=20",
-            "train.checkpoint_every=20", "train.progress=false", "finetune.env_steps=20", "finetune.eval_every=20",
-            "finetune.checkpoint_every=20"]
+    tiny = [
+        "task.demos.episodes_per_quality=2",
+        "task.eval_episodes=2",
+        "algo.hidden_dims=[32,32]",
+        "train.batch_size=32",
+        "train.steps=20",
+        "train.log_every=10",
+        "train.eval_every=20",
+        "train.checkpoint_every=20",
+        "train.progress=false",
+        "finetune.env_steps=20",
+        "finetune.eval_every=20",
+        "finetune.checkpoint_every=20",
+    ]
     table = _run([bin_ / "robo-offline", "main", "algo.n_actions=2", *tiny], work, env)
     assert "fine-tuned calql" in table and "policy.pt2" in table
     exported = next(work.glob("runs/*-finetune-*/export/policy.pt"))
 
-    out = _run([bin_ / "robo-offline", "pretrain", "task=hopper", "algo=iql", "task.demos.transitions=500", *tiny[1:]],
-               work, env)
+    out = _run(
+        [bin_ / "robo-offline", "pretrain", "task=hopper", "algo=iql", "task.demos.transitions=500", *tiny[1:]],
+        work,
+        env,
+    )
     assert "run directory" in out and (work / "data" / "hopper-medium").is_dir()  # recorded from shipped policies
 
     if missing_build_tools():

@@ -99,8 +99,9 @@ def test_evaluate_reports_success_and_normalized_score_for_pusher():
     assert result.success_rate == 0.0  # an arm that does nothing never moves the puck
     assert result.lengths == (100, 100, 100)
     assert result.normalized_score == pytest.approx(normalized_score(PUSHER, result.mean_return))
-    assert result.metrics() == {k: result.as_dict()[k] for k in ("mean_return", "std_return", "success_rate",
-                                                                  "normalized_score")}
+    assert result.metrics() == {
+        k: result.as_dict()[k] for k in ("mean_return", "std_return", "success_rate", "normalized_score")
+    }
     json.dumps(result.as_dict())
     assert isinstance(result.as_dict()["returns"], list) and "episodes" not in result.as_dict()
 

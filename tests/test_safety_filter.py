@@ -285,23 +285,54 @@ BAD_CONFIGS = [
     (dict(action_low=[0.0], action_high=[1.0], safe_action=[math.nan]), "safe_action must be finite"),
     (dict(action_low=[-1.0], action_high=[1.0], joint_pos_indices=[0]), "missing"),
     (
-        dict(action_low=[-1.0], action_high=[1.0], joint_pos_indices=[0], joint_vel_indices=[1], joint_lower=[0.0],
-             joint_upper=[1.0], joint_action_indices=[0]),
+        dict(
+            action_low=[-1.0],
+            action_high=[1.0],
+            joint_pos_indices=[0],
+            joint_vel_indices=[1],
+            joint_lower=[0.0],
+            joint_upper=[1.0],
+            joint_action_indices=[0],
+        ),
         "control_period > 0",
     ),
     (
-        dict(action_low=[-1.0], action_high=[1.0], joint_pos_indices=[0], joint_vel_indices=[1], joint_lower=[1.0],
-             joint_upper=[0.0], joint_action_indices=[0], control_period=0.1),
+        dict(
+            action_low=[-1.0],
+            action_high=[1.0],
+            joint_pos_indices=[0],
+            joint_vel_indices=[1],
+            joint_lower=[1.0],
+            joint_upper=[0.0],
+            joint_action_indices=[0],
+            control_period=0.1,
+        ),
         "joint_lower >= joint_upper",
     ),
     (
-        dict(action_low=[-1.0], action_high=[1.0], joint_pos_indices=[0], joint_vel_indices=[1], joint_lower=[0.0],
-             joint_upper=[1.0], joint_action_indices=[3], control_period=0.1),
+        dict(
+            action_low=[-1.0],
+            action_high=[1.0],
+            joint_pos_indices=[0],
+            joint_vel_indices=[1],
+            joint_lower=[0.0],
+            joint_upper=[1.0],
+            joint_action_indices=[3],
+            control_period=0.1,
+        ),
         "joint_action_indices [3] out of range",
     ),
     (
-        dict(action_low=[0.5], action_high=[1.0], joint_pos_indices=[0], joint_vel_indices=[1], joint_lower=[0.0],
-             joint_upper=[1.0], joint_action_indices=[0], control_period=0.1),
+        dict(
+            action_low=[0.5],
+            action_high=[1.0],
+            joint_pos_indices=[0],
+            joint_vel_indices=[1],
+            joint_lower=[0.0],
+            joint_upper=[1.0],
+            joint_action_indices=[0],
+            control_period=0.1,
+        ),
         "0 (no push) must lie inside their bounds",
     ),
     (dict(action_low=[0.0], action_high=[1.0], max_dleta=[0.1]), "unknown safety config keys ['max_dleta']"),
@@ -317,8 +348,14 @@ def test_inconsistent_configs_are_rejected_with_a_clear_message(bad: dict, messa
 
 def test_observation_indices_are_checked_against_obs_dim() -> None:
     config = SafetyConfig(
-        action_low=[-1.0], action_high=[1.0], joint_pos_indices=[0], joint_vel_indices=[5],
-        joint_lower=[0.0], joint_upper=[1.0], joint_action_indices=[0], control_period=0.1,
+        action_low=[-1.0],
+        action_high=[1.0],
+        joint_pos_indices=[0],
+        joint_vel_indices=[5],
+        joint_lower=[0.0],
+        joint_upper=[1.0],
+        joint_action_indices=[0],
+        control_period=0.1,
     )
     with pytest.raises(ValueError, match="joint_vel_indices .* out of range for observation dim 3"):
         SafetyFilter(config, obs_dim=3)

@@ -140,8 +140,13 @@ def test_env_snapshot_continues_an_episode_exactly_through_resets(env_id):
     from sim.wrappers import SafetyFilterWrapper
 
     def build():
-        return make_vector_env(env_id, 2, seed=0, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-                               wrappers=[lambda e: SafetyFilterWrapper(e, SafetyConfig(max_delta=[0.3] * e.action_space.shape[0]))])
+        return make_vector_env(
+            env_id,
+            2,
+            seed=0,
+            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+            wrappers=[lambda e: SafetyFilterWrapper(e, SafetyConfig(max_delta=[0.3] * e.action_space.shape[0]))],
+        )
 
     envs, clone = build(), build()
     envs.reset(seed=3)

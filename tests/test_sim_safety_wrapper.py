@@ -82,9 +82,14 @@ def test_interventions_are_reported_every_step_and_reset_with_the_env() -> None:
 
 def test_joint_limit_lookahead_uses_the_latest_observation() -> None:
     config = SafetyConfig(
-        action_low=[-2.0] * 7, action_high=[2.0] * 7,
-        joint_pos_indices=[3], joint_vel_indices=[10], joint_lower=[-2.3213], joint_upper=[0.0],
-        joint_action_indices=[3], control_period=0.05,
+        action_low=[-2.0] * 7,
+        action_high=[2.0] * 7,
+        joint_pos_indices=[3],
+        joint_vel_indices=[10],
+        joint_lower=[-2.3213],
+        joint_upper=[0.0],
+        joint_action_indices=[3],
+        control_period=0.05,
     )
     env, _ = make_env(config)
     obs, _ = env.reset(seed=0)

@@ -11,15 +11,21 @@ import pytest
 from robo_offline import config as C
 from robo_offline.cli import main as cli
 from robo_offline.data import load_dataset
-from robo_offline.workflows.context import load_task_dataset
 from robo_offline.datagen.tiers import Manifest, Snapshot, pick_tiers, record_tier
 from robo_offline.workflows.behaviours import train_behaviours
+from robo_offline.workflows.context import load_task_dataset
 from sim.behaviours import NoisyBehaviour, PolicyBehaviour, make_behaviour
 from sim.envs import make_env
 from sim.rollout import rollout_transitions
 
-TINY_SAC = ["algo.hidden_dims=[32,32]", "train.batch_size=32", "finetune.random_steps=50", "task.eval_episodes=1",
-            "train.log_every=50", "train.progress=false"]
+TINY_SAC = [
+    "algo.hidden_dims=[32,32]",
+    "train.batch_size=32",
+    "finetune.random_steps=50",
+    "task.eval_episodes=1",
+    "train.log_every=50",
+    "train.progress=false",
+]
 
 
 def _snap(steps, score):
@@ -48,8 +54,9 @@ def test_missing_manifest_names_the_path(tmp_path):
 @pytest.fixture(scope="module")
 def policies(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tiers")
-    manifest = train_behaviours("hopper", tmp / "policies", env_steps=300, snapshot_every=100, overrides=TINY_SAC,
-                                run_dir=tmp / "sac")
+    manifest = train_behaviours(
+        "hopper", tmp / "policies", env_steps=300, snapshot_every=100, overrides=TINY_SAC, run_dir=tmp / "sac"
+    )
     return tmp, manifest
 
 
@@ -77,8 +84,15 @@ def test_each_tier_is_a_loadable_log_of_whole_episodes(policies, tier):
 
 def test_a_missing_tier_is_recorded_from_the_shipped_style_policies(policies):
     tmp, _ = policies
-    cfg = C.compose(["task=hopper", "task.demos.tier=expert", f"task.demos.policies={tmp / 'policies'}",
-                     "task.demos.transitions=120", "algo=iql"])
+    cfg = C.compose(
+        [
+            "task=hopper",
+            "task.demos.tier=expert",
+            f"task.demos.policies={tmp / 'policies'}",
+            "task.demos.transitions=120",
+            "algo=iql",
+        ]
+    )
     cfg.task.dataset = str(tmp / "auto-expert")
     data = load_task_dataset(cfg)
     assert data.n_transitions >= 120 and (tmp / "auto-expert").exists()
@@ -121,15 +135,46 @@ def test_rollout_transitions_keeps_whole_episodes_and_stops_after_the_budget():
 
 
 def test_collect_cli_records_noisy_transitions(tmp_path, capsys):
-    assert cli(["collect", "--env", "Hopper-v5", "--behaviour", "random", "--transitions", "120",
-                "--action-noise", "0.1", "--out", str(tmp_path / "log")]) == 0
+    assert (
+        cli(
+            [
+                "collect",
+                "--env",
+                "Hopper-v5",
+                "--behaviour",
+                "random",
+                "--transitions",
+                "120",
+                "--action-noise",
+                "0.1",
+                "--out",
+                str(tmp_path / "log"),
+            ]
+        )
+        == 0
+    )
     assert load_dataset(tmp_path / "log").n_transitions >= 120
 
 
 def test_tiers_cli_records_from_a_policy_directory(policies, tmp_path, capsys):
     tmp, manifest = policies
-    assert cli(["tiers", "--policies", str(tmp / "policies"), "--tiers", "random", "expert", "--transitions", "100",
-                "--out", str(tmp_path)]) == 0
+    assert (
+        cli(
+            [
+                "tiers",
+                "--policies",
+                str(tmp / "policies"),
+                "--tiers",
+                "random",
+                "expert",
+                "--transitions",
+                "100",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert manifest.expert in out and "medium policy" in out
     assert load_dataset(tmp_path / "hopper-expert").n_transitions >= 100 and (tmp_path / "hopper-random").exists()

@@ -50,8 +50,14 @@ class ExplodingBC(BC):
 def test_loop_writes_metrics_checkpoints_and_plot(tmp_path):
     sample, g = _sampler()
     evals = []
-    trainer = Trainer(_bc(), sample, LoopConfig(40, 10, 20, 20, progress=False), tmp_path,
-                      evaluate=lambda step: evals.append(step) or {"mean_return": float(step)}, generators={"s": g})
+    trainer = Trainer(
+        _bc(),
+        sample,
+        LoopConfig(40, 10, 20, 20, progress=False),
+        tmp_path,
+        evaluate=lambda step: evals.append(step) or {"mean_return": float(step)},
+        generators={"s": g},
+    )
     trainer.fit()
     assert evals == [20, 40]
     rows = list(csv.DictReader(open(tmp_path / "train.csv")))
@@ -65,8 +71,13 @@ def test_loop_writes_metrics_checkpoints_and_plot(tmp_path):
 def test_denormals_are_flushed_during_training_only(tmp_path):
     sample, _ = _sampler()
     seen = []
-    Trainer(_bc(), sample, LoopConfig(10, 5, 5, 10, progress=False), tmp_path,
-            evaluate=lambda step: seen.append((torch.tensor(2e-39) * 0.5).item()) or {}).fit()
+    Trainer(
+        _bc(),
+        sample,
+        LoopConfig(10, 5, 5, 10, progress=False),
+        tmp_path,
+        evaluate=lambda step: seen.append((torch.tensor(2e-39) * 0.5).item()) or {},
+    ).fit()
     assert seen == [0.0, 0.0]
     assert (torch.tensor(2e-39) * 0.5).item() != 0.0
 
@@ -85,8 +96,9 @@ def test_resume_gives_bit_identical_next_updates(tmp_path):
     torch.manual_seed(0)
     sample, g = _sampler()
     uninterrupted = _bc()
-    Trainer(uninterrupted, sample, LoopConfig(30, 10, 1000, 10, progress=False), tmp_path / "a",
-            generators={"s": g}).fit()
+    Trainer(
+        uninterrupted, sample, LoopConfig(30, 10, 1000, 10, progress=False), tmp_path / "a", generators={"s": g}
+    ).fit()
 
     torch.manual_seed(0)
     sample, g = _sampler()
@@ -95,8 +107,14 @@ def test_resume_gives_bit_identical_next_updates(tmp_path):
     sample, g = _sampler(seed=123)  # a different stream: the checkpoint must restore it
     resumed = _bc()
     extra = []
-    trainer = Trainer(resumed, sample, LoopConfig(30, 10, 1000, 10, progress=False), tmp_path / "b", generators={"s": g},
-                      load_extra_state=lambda state: extra.append(state["step"]))
+    trainer = Trainer(
+        resumed,
+        sample,
+        LoopConfig(30, 10, 1000, 10, progress=False),
+        tmp_path / "b",
+        generators={"s": g},
+        load_extra_state=lambda state: extra.append(state["step"]),
+    )
     assert trainer.resume() == 20 and extra == [20]
     trainer.fit(start_step=20)
     for p, q in zip(uninterrupted.parameters(), resumed.parameters()):

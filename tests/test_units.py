@@ -21,8 +21,14 @@ PUSHER_SAFETY = Path(__file__).resolve().parents[1] / "configs" / "safety" / "pu
 
 def units() -> EnvUnits:
     g = torch.Generator().manual_seed(0)
-    return EnvUnits(torch.randn(OBS, generator=g), torch.rand(OBS, generator=g) + 0.1,
-                    torch.linspace(-3.0, -1.0, ACT), torch.linspace(1.0, 2.0, ACT), reward_scale=2.5, reward_shift=-1.0)
+    return EnvUnits(
+        torch.randn(OBS, generator=g),
+        torch.rand(OBS, generator=g) + 0.1,
+        torch.linspace(-3.0, -1.0, ACT),
+        torch.linspace(1.0, 2.0, ACT),
+        reward_scale=2.5,
+        reward_shift=-1.0,
+    )
 
 
 def test_formulas():
@@ -73,8 +79,15 @@ def test_simulation_path_and_exported_file_give_the_same_env_unit_action(tmp_pat
     core = nn.Sequential(nn.Linear(OBS, 32), nn.ReLU(), nn.Linear(32, ACT), nn.Tanh())
     u = EnvUnits(torch.randn(OBS) * 0.1, torch.rand(OBS) + 0.5, [-2.0] * ACT, [2.0] * ACT)
     safety = SafetyConfig.from_dict(OmegaConf.to_container(OmegaConf.load(PUSHER_SAFETY)))
-    files = export_policy(core, u, safety=safety, metadata={}, path=tmp_path / "policy",
-                          check_observations=torch.randn(10, OBS), formats=["torchscript"])
+    files = export_policy(
+        core,
+        u,
+        safety=safety,
+        metadata={},
+        path=tmp_path / "policy",
+        check_observations=torch.randn(10, OBS),
+        formats=["torchscript"],
+    )
     exported = load_policy(files["torchscript"])
 
     sim_policy = EnvPolicy(core, u)

@@ -12,7 +12,13 @@ from robo_offline.algos.sac import SAC
 from robo_offline.algos.td3bc import TD3BC
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    "bc": BC, "iql": IQL, "cql": CQL, "calql": CalQL, "bcq": BCQ, "td3bc": TD3BC, "sac": SAC,
+    "bc": BC,
+    "iql": IQL,
+    "cql": CQL,
+    "calql": CalQL,
+    "bcq": BCQ,
+    "td3bc": TD3BC,
+    "sac": SAC,
 }
 
 

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from robo_offline.algos.base import AlgoConfig, Algorithm
-from robo_offline.data import Batch
 from robo_offline.algos.nets import DeterministicActor
+from robo_offline.data import Batch
 
 
 @dataclass

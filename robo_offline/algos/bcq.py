@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from robo_offline.algos.base import AlgoConfig, Algorithm
-from robo_offline.data import Batch
 from robo_offline.algos.nets import ConditionalVAE, Critic, PerturbationActor, VAEDecoder, frozen, soft_update
+from robo_offline.data import Batch
 
 EVAL_LATENT_SEED = 0
 

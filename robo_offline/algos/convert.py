@@ -13,11 +13,19 @@ from typing import Any
 
 import torch
 
-from robo_offline.algos.base import AlgoConfig, Algorithm
 from robo_offline.algos import algorithm_class
+from robo_offline.algos.base import AlgoConfig, Algorithm
 
 ONLINE = ("calql", "cql", "sac", "iql")  # algorithms with an online update of their own
-CONTINUE_AS = {"calql": "calql", "cql": "cql", "sac": "sac", "iql": "iql", "bcq": "calql", "td3bc": "calql", "bc": "calql"}
+CONTINUE_AS = {
+    "calql": "calql",
+    "cql": "cql",
+    "sac": "sac",
+    "iql": "iql",
+    "bcq": "calql",
+    "td3bc": "calql",
+    "bc": "calql",
+}
 CONTINUE_CHOICES = ("auto", *ONLINE)  # finetune.continue_as
 
 
@@ -33,8 +41,14 @@ def converted_config(source: AlgoConfig, target: str, **overrides: Any) -> AlgoC
     return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if k in names})
 
 
-def distill_policy(target: Algorithm, teacher: torch.nn.Module, observations: torch.Tensor, steps: int,
-                   batch_size: int = 256, lr: float = 3e-4) -> float:
+def distill_policy(
+    target: Algorithm,
+    teacher: torch.nn.Module,
+    observations: torch.Tensor,
+    steps: int,
+    batch_size: int = 256,
+    lr: float = 3e-4,
+) -> float:
     """Fit the target's stochastic actor (an online algorithm's: it has `log_prob`) to the teacher's greedy
     actions by maximum likelihood; returns the last loss."""
     opt = torch.optim.Adam(target.actor.parameters(), lr=lr)

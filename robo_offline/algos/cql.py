@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from robo_offline.algos.nets import frozen, soft_update
 from robo_offline.algos.sac import (
     SAC,
     SACConfig,
@@ -26,7 +27,6 @@ from robo_offline.algos.sac import (
     sac_actor_loss,
 )
 from robo_offline.data import Batch
-from robo_offline.algos.nets import frozen, soft_update
 
 
 @dataclass

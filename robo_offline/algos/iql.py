@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from robo_offline.algos.base import AlgoConfig, Algorithm
-from robo_offline.data import Batch
 from robo_offline.algos.nets import Critic, GaussianActor, ValueFunction, soft_update
+from robo_offline.data import Batch
 
 REWARD_NORMS = ("iql", "none")
 

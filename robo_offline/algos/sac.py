@@ -13,8 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from robo_offline.algos.base import AlgoConfig, Algorithm
-from robo_offline.data import Batch
 from robo_offline.algos.nets import Critic, TanhGaussianActor, frozen, soft_update
+from robo_offline.data import Batch
 
 
 @dataclass
@@ -39,7 +39,9 @@ def sac_actor_loss(alpha: Tensor, log_pi: Tensor, value: Tensor) -> Tensor:
     return (alpha * log_pi - value).mean()
 
 
-def soft_td_target(reward: Tensor, terminal: Tensor, q_next: Tensor, log_pi_next: Tensor, alpha: Tensor, gamma: float) -> Tensor:
+def soft_td_target(
+    reward: Tensor, terminal: Tensor, q_next: Tensor, log_pi_next: Tensor, alpha: Tensor, gamma: float
+) -> Tensor:
     """r + gamma (1 - d) (min_i Q_i(s', a') - alpha log pi(a'|s'))."""
     return reward + gamma * (1.0 - terminal) * (q_next - alpha * log_pi_next)
 
@@ -75,8 +77,13 @@ class SAC(Algorithm):
         alpha_loss = entropy_temperature_loss(self.log_alpha, log_pi, self.target_entropy)
         self.step_all({"critic": critic_loss, "actor": actor_loss, "alpha": alpha_loss})
         soft_update(self.critic_target, self.critic, self.cfg.tau)
-        return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
-                "alpha_loss": alpha_loss.detach(), "alpha": alpha, "q_data": q.detach().mean()}
+        return {
+            "critic_loss": critic_loss.detach(),
+            "actor_loss": actor_loss.detach(),
+            "alpha_loss": alpha_loss.detach(),
+            "alpha": alpha,
+            "q_data": q.detach().mean(),
+        }
 
     def policy(self) -> nn.Module:
         """tanh of the Gaussian mean."""

@@ -205,8 +205,10 @@ class TransitionDataset:
         `metadata["transforms"]`.
         """
         if units.obs_dim != self.obs_dim or units.act_dim != self.act_dim:
-            raise ValueError(f"units are for obs_dim={units.obs_dim}, act_dim={units.act_dim}; "
-                             f"the dataset has obs_dim={self.obs_dim}, act_dim={self.act_dim}")
+            raise ValueError(
+                f"units are for obs_dim={units.obs_dim}, act_dim={units.act_dim}; "
+                f"the dataset has obs_dim={self.obs_dim}, act_dim={self.act_dim}"
+            )
         if units.obs_mean.device != self.device:
             units = copy.deepcopy(units).to(self.device)  # Module.to would move the caller's
         rewards, mc_returns = self.rewards, self.mc_returns

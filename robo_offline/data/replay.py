@@ -30,14 +30,21 @@ class ReplayBuffer:
         self.ptr = 0
         self.episodes = 0
 
-    def add_episode(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray,
-                    terminals: np.ndarray) -> np.ndarray:
+    def add_episode(
+        self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray, terminals: np.ndarray
+    ) -> np.ndarray:
         """Append one finished episode (T rows each); returns its MC return-to-go (T,)."""
         t = len(rewards)
         # The sum stops at the last row (termination or timeout alike): compute_mc_returns ends it there.
         mc = compute_mc_returns(rewards, terminals, np.zeros(t, dtype=bool), self.gamma)
-        rows = {"observations": obs, "actions": actions, "rewards": rewards, "next_observations": next_obs,
-                "terminals": terminals, "mc_returns": mc}
+        rows = {
+            "observations": obs,
+            "actions": actions,
+            "rewards": rewards,
+            "next_observations": next_obs,
+            "terminals": terminals,
+            "mc_returns": mc,
+        }
         idx = (self.ptr + torch.arange(t)) % self.capacity
         idx = idx.to(self.device)
         for k, v in rows.items():
@@ -52,8 +59,12 @@ class ReplayBuffer:
         return Batch(*(self.tensors[k][i] for k in FIELDS))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"tensors": {k: v[: self.size].cpu() for k, v in self.tensors.items()},
-                "size": self.size, "ptr": self.ptr, "episodes": self.episodes}
+        return {
+            "tensors": {k: v[: self.size].cpu() for k, v in self.tensors.items()},
+            "size": self.size,
+            "ptr": self.ptr,
+            "episodes": self.episodes,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for k, v in state["tensors"].items():
@@ -64,8 +75,14 @@ class ReplayBuffer:
 class MixedSampler:
     """Batches with a fixed share of online rows (default 50/50), all offline until online data exists."""
 
-    def __init__(self, offline: TransitionDataset, online: ReplayBuffer, batch_size: int, online_fraction: float,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        offline: TransitionDataset,
+        online: ReplayBuffer,
+        batch_size: int,
+        online_fraction: float,
+        generator: torch.Generator | None = None,
+    ):
         if not 0.0 <= online_fraction <= 1.0:
             raise ValueError(f"online_fraction must be in [0, 1], got {online_fraction}")
         self.offline, self.online, self.generator = offline, online, generator

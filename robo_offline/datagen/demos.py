@@ -33,8 +33,12 @@ def collect_episodes(
     """
     env = make_env(env_id, seed=seed)
     env = SafetyFilterWrapper(env, safety or SafetyConfig())
-    agent = make_behaviour(behaviour, env, quality=quality, seed=seed, policy_path=policy_path, action_noise=action_noise)
-    desc = {"policy": f"policy:{Path(policy_path).stem if policy_path else ''}", "scripted": f"scripted:{quality}"}.get(behaviour, behaviour)
+    agent = make_behaviour(
+        behaviour, env, quality=quality, seed=seed, policy_path=policy_path, action_noise=action_noise
+    )
+    desc = {"policy": f"policy:{Path(policy_path).stem if policy_path else ''}", "scripted": f"scripted:{quality}"}.get(
+        behaviour, behaviour
+    )
     try:
         if transitions is not None:
             return rollout_transitions(env, agent, transitions, seed=seed, progress=progress, desc=desc)
@@ -43,17 +47,29 @@ def collect_episodes(
         env.close()
 
 
-def write_demo_log(path: str | Path, episodes: list[Episode], env_id: str, name: str, description: str,
-                   extra_metadata: dict | None = None) -> Path:
+def write_demo_log(
+    path: str | Path,
+    episodes: list[Episode],
+    env_id: str,
+    name: str,
+    description: str,
+    extra_metadata: dict | None = None,
+) -> Path:
     """Write episodes in Minari's layout (with the env's reference scores where known)."""
     env = make_env(env_id)
     ref = REFERENCE_RETURNS.get(env_id)
     try:
         return write_minari_dataset(
-            path, episodes, dataset_id=f"robo-offline/{name}-v0", env_id=env_id,
-            observation_space=env.observation_space, action_space=env.action_space,
-            algorithm_name="robo-offline collect", description=description,
-            ref_min_score=ref[0] if ref else None, ref_max_score=ref[1] if ref else None,
+            path,
+            episodes,
+            dataset_id=f"robo-offline/{name}-v0",
+            env_id=env_id,
+            observation_space=env.observation_space,
+            action_space=env.action_space,
+            algorithm_name="robo-offline collect",
+            description=description,
+            ref_min_score=ref[0] if ref else None,
+            ref_max_score=ref[1] if ref else None,
             extra_metadata=extra_metadata,
         )
     finally:
@@ -69,13 +85,27 @@ def ensure_builtin_demos(task, safety: SafetyConfig | None = None, progress: boo
     episodes: list[Episode] = []
     qualities: list[str] = []
     for i, quality in enumerate(demos.qualities):
-        batch = collect_episodes(task.env_id, demos.behaviour, demos.episodes_per_quality,
-                                 seed=demos.seed + 100_000 * i, quality=quality, safety=safety, progress=progress)
+        batch = collect_episodes(
+            task.env_id,
+            demos.behaviour,
+            demos.episodes_per_quality,
+            seed=demos.seed + 100_000 * i,
+            quality=quality,
+            safety=safety,
+            progress=progress,
+        )
         episodes += batch
         qualities += [str(quality)] * len(batch)
     meta = {"qualities": list(map(str, demos.qualities)), "episode_quality": qualities}
     partial = path.with_name(path.name + ".partial")  # an interrupted write never looks like a dataset
     shutil.rmtree(partial, ignore_errors=True)
-    write_demo_log(partial, episodes, task.env_id, f"{task.name}-builtin", f"Scripted {task.name} demos, qualities {list(demos.qualities)}", meta)
+    write_demo_log(
+        partial,
+        episodes,
+        task.env_id,
+        f"{task.name}-builtin",
+        f"Scripted {task.name} demos, qualities {list(demos.qualities)}",
+        meta,
+    )
     partial.rename(path)
     return path

@@ -57,7 +57,9 @@ class Manifest:
     def load(cls, directory: Path) -> Manifest:
         path = Path(directory) / MANIFEST
         if not path.is_file():
-            raise FileNotFoundError(f"no behaviour-policy manifest at {path}; make one with `robo-offline tiers --train`")
+            raise FileNotFoundError(
+                f"no behaviour-policy manifest at {path}; make one with `robo-offline tiers --train`"
+            )
         raw = json.loads(path.read_text())
         return cls(raw["env_id"], [Snapshot(**s) for s in raw["snapshots"]], raw["medium"], raw["expert"])
 
@@ -92,30 +94,62 @@ def resolve_policies(path: str | Path) -> Path:
 
 
 # -- recording the tiers ----------------------------------------------------------------------------
-def tier_episodes(tier: str, manifest: Manifest, policies_dir: Path, transitions: int, seed: int,
-                  safety: SafetyConfig | None = None, progress: bool = True) -> list[Episode]:
+def tier_episodes(
+    tier: str,
+    manifest: Manifest,
+    policies_dir: Path,
+    transitions: int,
+    seed: int,
+    safety: SafetyConfig | None = None,
+    progress: bool = True,
+) -> list[Episode]:
     """Episodes of one tier, `transitions` steps (whole episodes) in all."""
     env_id, policies_dir = manifest.env_id, Path(policies_dir)
     if tier == "random":
-        return collect_episodes(env_id, "random", 0, seed=seed, safety=safety, transitions=transitions, progress=progress)
+        return collect_episodes(
+            env_id, "random", 0, seed=seed, safety=safety, transitions=transitions, progress=progress
+        )
     if tier in ("medium", "expert"):
         policy = policies_dir / getattr(manifest, tier)
-        return collect_episodes(env_id, "policy", 0, seed=seed, safety=safety, policy_path=str(policy),
-                                transitions=transitions, progress=progress)
+        return collect_episodes(
+            env_id,
+            "policy",
+            0,
+            seed=seed,
+            safety=safety,
+            policy_path=str(policy),
+            transitions=transitions,
+            progress=progress,
+        )
     if tier == "medium-replay":
         sources = manifest.replay_snapshots()
         share = max(1, transitions // (len(sources) + 1))
         episodes = collect_episodes(env_id, "random", 0, seed=seed, safety=safety, transitions=share, progress=progress)
         for i, snap in enumerate(sources, start=1):
-            episodes += collect_episodes(env_id, "policy", 0, seed=seed + 100_000 * i, safety=safety,
-                                         policy_path=str(policies_dir / snap.file), transitions=share,
-                                         action_noise=REPLAY_NOISE, progress=progress)
+            episodes += collect_episodes(
+                env_id,
+                "policy",
+                0,
+                seed=seed + 100_000 * i,
+                safety=safety,
+                policy_path=str(policies_dir / snap.file),
+                transitions=share,
+                action_noise=REPLAY_NOISE,
+                progress=progress,
+            )
         return episodes
     raise ValueError(f"unknown tier {tier!r}; use one of {TIERS}")
 
 
-def record_tier(tier: str, policies_dir: Path, out: Path, transitions: int, seed: int = 0,
-                safety: SafetyConfig | None = None, progress: bool = True) -> Path:
+def record_tier(
+    tier: str,
+    policies_dir: Path,
+    out: Path,
+    transitions: int,
+    seed: int = 0,
+    safety: SafetyConfig | None = None,
+    progress: bool = True,
+) -> Path:
     """Write one tier's log (Minari layout) at `out`; an interrupted write never looks like a dataset."""
     policies_dir = resolve_policies(policies_dir)
     manifest = Manifest.load(policies_dir)
@@ -125,9 +159,14 @@ def record_tier(tier: str, policies_dir: Path, out: Path, transitions: int, seed
     shutil.rmtree(partial, ignore_errors=True)
     env_name = manifest.env_id.split("-")[0].lower()
     stats = summarize(manifest.env_id, episodes)
-    write_demo_log(partial, episodes, manifest.env_id, f"{env_name}-{tier}",
-                   f"D4RL-style {tier} tier on {manifest.env_id}, recorded by robo-offline from {policies_dir}",
-                   {"tier": tier, "behaviour_policies": str(policies_dir), "mean_return": stats.mean_return})
+    write_demo_log(
+        partial,
+        episodes,
+        manifest.env_id,
+        f"{env_name}-{tier}",
+        f"D4RL-style {tier} tier on {manifest.env_id}, recorded by robo-offline from {policies_dir}",
+        {"tier": tier, "behaviour_policies": str(policies_dir), "mean_return": stats.mean_return},
+    )
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
     return out

@@ -29,6 +29,10 @@ def calibration(algo: Algorithm, units: EnvUnits, episodes: Sequence[Episode], g
     if q is None:
         return {}
     # One episode per call: its last step always ends the sum, so no other episode end is marked.
-    mc = np.concatenate([compute_mc_returns(to_unit.reward(e.rewards), e.terminations, np.zeros(e.length, dtype=bool),
-                                            gamma) for e in episodes])
+    mc = np.concatenate(
+        [
+            compute_mc_returns(to_unit.reward(e.rewards), e.terminations, np.zeros(e.length, dtype=bool), gamma)
+            for e in episodes
+        ]
+    )
     return {"q_estimate": float(q.mean()), "mc_return": float(mc.mean())}

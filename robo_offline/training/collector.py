@@ -43,8 +43,15 @@ class OnlineCollector:
     observation and final info arrive in the same step as its reset observation.
     """
 
-    def __init__(self, envs: gym.vector.VectorEnv, buffer: ReplayBuffer, units: EnvUnits,
-                 explore: Callable[[Tensor], Tensor], device: torch.device, seed: int):
+    def __init__(
+        self,
+        envs: gym.vector.VectorEnv,
+        buffer: ReplayBuffer,
+        units: EnvUnits,
+        explore: Callable[[Tensor], Tensor],
+        device: torch.device,
+        seed: int,
+    ):
         self.envs, self.buffer, self.explore, self.device = envs, buffer, explore, device
         self.units = units.numpy
         self.n = envs.num_envs
@@ -87,8 +94,13 @@ class OnlineCollector:
 
     def _finish(self, i: int, final_info: dict[str, Any]) -> None:
         p = self.pending[i]
-        self.buffer.add_episode(np.stack(p.obs), np.stack(p.actions), self.units.reward(np.array(p.rewards)),
-                                np.stack(p.next_obs), np.array(p.terminals, dtype=np.float32))
+        self.buffer.add_episode(
+            np.stack(p.obs),
+            np.stack(p.actions),
+            self.units.reward(np.array(p.rewards)),
+            np.stack(p.next_obs),
+            np.array(p.terminals, dtype=np.float32),
+        )
         self.episode_returns.append(p.raw_return)
         success = _item(final_info, "is_success", i)
         if success is not None:
@@ -109,12 +121,19 @@ class OnlineCollector:
 
     def state_dict(self) -> dict[str, Any]:
         """Counters plus, for MuJoCo envs, the episodes in progress (simulator, RNG, wrappers, pending rows)."""
-        state = {"env_steps": self.env_steps, "episode_returns": self.episode_returns,
-                 "episode_successes": self.episode_successes, "interventions": self.interventions}
+        state = {
+            "env_steps": self.env_steps,
+            "episode_returns": self.episode_returns,
+            "episode_successes": self.episode_successes,
+            "interventions": self.interventions,
+        }
         envs = getattr(self.envs, "envs", None)  # sub-envs of a SyncVectorEnv
         if envs is not None and all(supports_state(e) for e in envs):
-            state["episodes"] = {"obs": self.obs.copy(), "pending": [copy.deepcopy(vars(p)) for p in self.pending],
-                                 "envs": [get_env_state(e) for e in envs]}
+            state["episodes"] = {
+                "obs": self.obs.copy(),
+                "pending": [copy.deepcopy(vars(p)) for p in self.pending],
+                "envs": [get_env_state(e) for e in envs],
+            }
         return state
 
     def load_state_dict(self, state: dict[str, Any], seed: int) -> None:
@@ -134,12 +153,18 @@ class OnlineCollector:
 
 def _executed_actions(info: dict[str, Any], done: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """The filtered actions the simulator received; a finished sub-env reports it in final_info."""
-    executed = np.array(info["executed_action"], dtype=np.float32, copy=True) if "executed_action" in info else np.zeros(shape, np.float32)
+    executed = (
+        np.array(info["executed_action"], dtype=np.float32, copy=True)
+        if "executed_action" in info
+        else np.zeros(shape, np.float32)
+    )
     final = info.get("final_info", {})
     if done.any() and "executed_action" in final:
         executed[done] = np.asarray(final["executed_action"], dtype=np.float32)[done]
     if "executed_action" not in info and not done.all():
-        raise KeyError("vector env info has no 'executed_action': wrap each sub-env in sim.wrappers.SafetyFilterWrapper")
+        raise KeyError(
+            "vector env info has no 'executed_action': wrap each sub-env in sim.wrappers.SafetyFilterWrapper"
+        )
     return executed
 
 

@@ -17,7 +17,9 @@ def plot_learning_curves(run_dir: Path, out: Path | None = None) -> Path | None:
     train = read_csv(run_dir / "train.csv") if (run_dir / "train.csv").is_file() else {}
     evals = read_csv(run_dir / "eval.csv") if (run_dir / "eval.csv").is_file() else {}
     loss_keys = [k for k in train if k.endswith("loss")]
-    panels = (["return"] if "mean_return" in evals else []) + (["success"] if "success_rate" in evals else []) + loss_keys
+    panels = (
+        (["return"] if "mean_return" in evals else []) + (["success"] if "success_rate" in evals else []) + loss_keys
+    )
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)

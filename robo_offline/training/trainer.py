@@ -71,8 +71,9 @@ class LoopConfig:
     keep_checkpoints: bool = False  # also keep step_<n>.pt at every checkpoint (policy snapshots)
 
     @classmethod
-    def from_train(cls, train: Any, steps: int | None = None, eval_every: int | None = None,
-                   checkpoint_every: int | None = None) -> LoopConfig:
+    def from_train(
+        cls, train: Any, steps: int | None = None, eval_every: int | None = None, checkpoint_every: int | None = None
+    ) -> LoopConfig:
         """The loop of a run's `train` config section; fine-tuning counts its own steps and intervals."""
         return cls(
             steps=train.steps if steps is None else steps,
@@ -127,8 +128,15 @@ class Trainer:
         cfg, watch = self.cfg, LossWatch(self.device)
         sums: dict[str, Tensor] = {}
         autocast = _autocast(self.device, cfg.bf16)
-        bar = tqdm(range(start_step + 1, cfg.steps + 1), desc=f"{type(self.algo).__name__}", disable=not cfg.progress,
-                   initial=start_step, total=cfg.steps, dynamic_ncols=True, mininterval=1.0)
+        bar = tqdm(
+            range(start_step + 1, cfg.steps + 1),
+            desc=f"{type(self.algo).__name__}",
+            disable=not cfg.progress,
+            initial=start_step,
+            total=cfg.steps,
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
         last_log = time.perf_counter()
         for step in bar:
             extra = self.before_update(step) if self.before_update else None

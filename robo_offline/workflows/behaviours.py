@@ -15,14 +15,32 @@ from robo_offline.workflows.export import export_run
 from robo_offline.workflows.finetune import train_online
 
 
-def train_behaviours(task: str, policies_dir: Path, env_steps: int, snapshot_every: int, seed: int = 0,
-                     overrides: list[str] | None = None, run_dir: Path | None = None) -> Manifest:
+def train_behaviours(
+    task: str,
+    policies_dir: Path,
+    env_steps: int,
+    snapshot_every: int,
+    seed: int = 0,
+    overrides: list[str] | None = None,
+    run_dir: Path | None = None,
+) -> Manifest:
     """Train SAC online, export a snapshot every `snapshot_every` env steps, keep the tier policies."""
-    cfg = config_lib.compose([f"task={task}", "algo=sac", f"finetune.env_steps={env_steps}", "finetune.num_envs=1",
-                              f"finetune.eval_every={snapshot_every}", f"finetune.checkpoint_every={snapshot_every}",
-                              f"finetune.seed={seed}", f"train.seed={seed}", "train.keep_checkpoints=true",
-                              "finetune.random_steps=5000",  # uniform-random warm-up, as in SAC's Hopper recipe
-                              *([f"run_dir={run_dir}"] if run_dir else []), *(overrides or [])])
+    cfg = config_lib.compose(
+        [
+            f"task={task}",
+            "algo=sac",
+            f"finetune.env_steps={env_steps}",
+            "finetune.num_envs=1",
+            f"finetune.eval_every={snapshot_every}",
+            f"finetune.checkpoint_every={snapshot_every}",
+            f"finetune.seed={seed}",
+            f"train.seed={seed}",
+            "train.keep_checkpoints=true",
+            "finetune.random_steps=5000",  # uniform-random warm-up, as in SAC's Hopper recipe
+            *([f"run_dir={run_dir}"] if run_dir else []),
+            *(overrides or []),
+        ]
+    )
     ctx, _ = train_online(cfg)
     return export_snapshots(ctx.run_dir, policies_dir)
 
@@ -56,5 +74,11 @@ def export_snapshots(run_dir: Path, policies_dir: Path, keep_all: bool = False) 
 def _evaluations(run_dir: Path) -> dict[int, dict]:
     """update step -> {env_steps, mean_return, normalized_score} from the run's eval.csv."""
     with open(run_dir / "eval.csv", newline="") as f:
-        return {int(float(r["step"])): {"env_steps": int(float(r["env_steps"])), "mean_return": float(r["mean_return"]),
-                                         "normalized_score": float(r["normalized_score"])} for r in csv.DictReader(f)}
+        return {
+            int(float(r["step"])): {
+                "env_steps": int(float(r["env_steps"])),
+                "mean_return": float(r["mean_return"]),
+                "normalized_score": float(r["normalized_score"]),
+            }
+            for r in csv.DictReader(f)
+        }

@@ -23,8 +23,8 @@ from robo_offline.datagen.builtin import ensure_task_data
 from robo_offline.training.calibration import calibration
 from robo_offline.training.checkpoint import CheckpointError
 from robo_offline.training.rng import seed_everything
-from sim.envs import make_env
 from sim.behaviours import PolicyBehaviour
+from sim.envs import make_env
 from sim.evaluation import evaluate
 from sim.wrappers import SafetyFilterWrapper
 
@@ -73,10 +73,18 @@ class RunContext:
     def evaluate(self) -> dict[str, Any]:
         """The run's evaluation of its current algorithm through the safety filter, with calibration."""
         task = self.cfg.task
-        result = evaluate(PolicyBehaviour(self.env_policy().act), task.env_id, n_episodes=task.eval_episodes,
-                          seed=self.eval_seed, wrappers=self.safety_wrappers())
-        return {**result.metrics(), "eval_seed": self.eval_seed,
-                **calibration(self.algo, self.units, result.episodes, self.cfg.algo.gamma)}
+        result = evaluate(
+            PolicyBehaviour(self.env_policy().act),
+            task.env_id,
+            n_episodes=task.eval_episodes,
+            seed=self.eval_seed,
+            wrappers=self.safety_wrappers(),
+        )
+        return {
+            **result.metrics(),
+            "eval_seed": self.eval_seed,
+            **calibration(self.algo, self.units, result.episodes, self.cfg.algo.gamma),
+        }
 
     def run_state(self) -> dict[str, Any]:
         """What a checkpoint needs beyond the algorithm to rebuild the deployable policy."""
@@ -97,8 +105,10 @@ def checkpoint_units(state: dict[str, Any], path: Path) -> EnvUnits:
     legacy = ("normalizer", "action_bounds", "reward_transform")
     missing = [k for k in legacy if k not in state]
     if missing:
-        raise CheckpointError(f"{path}: the checkpoint has no 'units' entry (nor the older {list(legacy)}; "
-                              f"missing {missing}); it was not written by robo-offline's trainer")
+        raise CheckpointError(
+            f"{path}: the checkpoint has no 'units' entry (nor the older {list(legacy)}; "
+            f"missing {missing}); it was not written by robo-offline's trainer"
+        )
     norm, bounds, reward = (state[k] for k in legacy)
     return EnvUnits(norm["mean"], norm["std"], bounds["low"], bounds["high"], reward["scale"], reward["shift"])
 
@@ -109,8 +119,15 @@ def load_task_dataset(cfg: DictConfig, env=None) -> TransitionDataset:
     if task.collect_if_missing:
         ensure_task_data(task, config_lib.to_object(cfg).safety)
     env = env or make_env(task.env_id)
-    return load_dataset(task.dataset, format=task.format, obs_keys=task.obs_keys, gamma=cfg.algo.gamma,
-                        nonfinite=task.nonfinite, observation_space=env.observation_space, action_space=env.action_space)
+    return load_dataset(
+        task.dataset,
+        format=task.format,
+        obs_keys=task.obs_keys,
+        gamma=cfg.algo.gamma,
+        nonfinite=task.nonfinite,
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+    )
 
 
 def build_context(cfg: DictConfig, run_dir: Path, total_steps: int, with_data: bool = True) -> RunContext:

@@ -38,16 +38,25 @@ def check_observations(cfg, mean: torch.Tensor, std: torch.Tensor, seed: int = 0
     g = torch.Generator().manual_seed(seed)
     random = mean + std * 3.0 * torch.randn(N_CHECK, mean.numel(), generator=g)
     try:
-        data = load_dataset(cfg.task.dataset, format=cfg.task.format, obs_keys=cfg.task.obs_keys, nonfinite="drop",
-                            check_action_bounds=False)
+        data = load_dataset(
+            cfg.task.dataset,
+            format=cfg.task.format,
+            obs_keys=cfg.task.obs_keys,
+            nonfinite="drop",
+            check_action_bounds=False,
+        )
     except DatasetError:
         return random
     idx = torch.randint(0, data.n_transitions, (N_CHECK // 2,), generator=g)
     return torch.cat([data.observations[idx], random[: N_CHECK - N_CHECK // 2]])
 
 
-def export_run(run_dir: str | Path, formats: tuple[str, ...] = EXPORT_FORMATS, out: str | Path | None = None,
-               checkpoint: Path | None = None) -> dict[str, Path]:
+def export_run(
+    run_dir: str | Path,
+    formats: tuple[str, ...] = EXPORT_FORMATS,
+    out: str | Path | None = None,
+    checkpoint: Path | None = None,
+) -> dict[str, Path]:
     """Export a run's policy; returns {format: path}. Fails (and writes nothing) if parity fails."""
     run_dir = Path(run_dir)
     algo, state, cfg = load_run_policy(run_dir, checkpoint)

@@ -68,13 +68,19 @@ def _run_online(ctx: RunContext, cfg: DictConfig, run_dir: Path, resume: Path | 
     ft, train = cfg.finetune, cfg.train
     algo = ctx.algo
     safety = config_lib.to_object(cfg).safety
-    envs = make_vector_env(cfg.task.env_id, ft.num_envs, seed=ft.seed, wrappers=[lambda e: SafetyFilterWrapper(e, safety)],
-                           autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = make_vector_env(
+        cfg.task.env_id,
+        ft.num_envs,
+        seed=ft.seed,
+        wrappers=[lambda e: SafetyFilterWrapper(e, safety)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+    )
     # No more rows than the run can collect: its budget plus room for one unfinished 1000-step episode per env.
     capacity = min(ft.buffer_size, ft.env_steps + 1000 * ft.num_envs)
     buffer = ReplayBuffer(capacity, algo.obs_dim, algo.act_dim, cfg.algo.gamma, ctx.device)
-    collector = OnlineCollector(envs, buffer, ctx.units, lambda o: _explore(algo, o, collector.env_steps, ft.random_steps),
-                                ctx.device, ft.seed)
+    collector = OnlineCollector(
+        envs, buffer, ctx.units, lambda o: _explore(algo, o, collector.env_steps, ft.random_steps), ctx.device, ft.seed
+    )
     generator = torch.Generator(device=ctx.device).manual_seed(train.seed)
     sampler = MixedSampler(ctx.dataset, buffer, train.batch_size, ft.online_fraction if ft.source else 1.0, generator)
     per_vector_step = ft.num_envs * ft.utd_ratio
@@ -96,10 +102,23 @@ def _run_online(ctx: RunContext, cfg: DictConfig, run_dir: Path, resume: Path | 
         buffer.load_state_dict(state["buffer"])
         collector.load_state_dict(state["collector"], seed=ft.seed + collector_seed_offset(state["collector"]))
 
-    loop = LoopConfig.from_train(train, steps=ft.env_steps * ft.utd_ratio, eval_every=ft.eval_every * ft.utd_ratio,
-                                 checkpoint_every=ft.checkpoint_every * ft.utd_ratio)
-    trainer = Trainer(algo, sampler, loop, run_dir, evaluate=evaluate, extra_state=extra_state,
-                      generators={"sampler": generator}, before_update=before_update, load_extra_state=load_extra_state)
+    loop = LoopConfig.from_train(
+        train,
+        steps=ft.env_steps * ft.utd_ratio,
+        eval_every=ft.eval_every * ft.utd_ratio,
+        checkpoint_every=ft.checkpoint_every * ft.utd_ratio,
+    )
+    trainer = Trainer(
+        algo,
+        sampler,
+        loop,
+        run_dir,
+        evaluate=evaluate,
+        extra_state=extra_state,
+        generators={"sampler": generator},
+        before_update=before_update,
+        load_extra_state=load_extra_state,
+    )
     start = trainer.resume() if resume else 0
     if ft.source and not resume:
         trainer.metrics.log("eval", 0, evaluate(0))  # the offline policy's score: the curve's first point
@@ -128,8 +147,10 @@ def _load_offline(ctx: RunContext, source_dir: Path) -> None:
     ctx.algo.load_training_state(state["algo"])
     stored = checkpoint_units(state, path).to(ctx.device)
     if not torch.allclose(stored.obs_mean, ctx.units.obs_mean) or not torch.allclose(stored.obs_std, ctx.units.obs_std):
-        raise ConfigError(f"{source_dir}: the dataset's normalisation statistics differ from the checkpoint's; "
-                          "fine-tune on the dataset the policy was pretrained on (task.dataset)")
+        raise ConfigError(
+            f"{source_dir}: the dataset's normalisation statistics differ from the checkpoint's; "
+            "fine-tune on the dataset the policy was pretrained on (task.dataset)"
+        )
 
 
 def _online_alpha(ft: DictConfig) -> dict[str, float]:

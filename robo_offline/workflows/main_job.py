@@ -19,8 +19,8 @@ from robo_offline.datagen.builtin import ensure_task_data
 from robo_offline.workflows.export import export_run
 from robo_offline.workflows.finetune import finetune, online_run_config
 from robo_offline.workflows.pretrain import pretrain
-from sim.threads import torch_threads
 from sim.scores import normalized_score
+from sim.threads import torch_threads
 
 MAIN_DEFAULTS = {"task": "pusher", "algo": "calql"}
 MAIN_BUDGET = config_lib.CONFIG_DIR / "main_job.yaml"
@@ -40,14 +40,25 @@ def demo_summary(path: str, env_id: str) -> list[dict[str, Any]]:
         idx = [i for i, q in enumerate(quality) if q == level]
         succ = [success[i] for i in idx if success[i] is not None]
         ret = float(np.mean(returns[idx]))
-        rows.append({"policy": f"demonstrator ({level})", "return": ret,
-                     "success": float(np.mean(succ)) if succ else None, "score": normalized_score(env_id, ret)})
+        rows.append(
+            {
+                "policy": f"demonstrator ({level})",
+                "return": ret,
+                "success": float(np.mean(succ)) if succ else None,
+                "score": normalized_score(env_id, ret),
+            }
+        )
     return rows
 
 
 def _row(name: str, result: dict[str, Any]) -> dict[str, Any]:
-    return {"policy": name, "return": result.get("mean_return"), "success": result.get("success_rate"),
-            "score": result.get("normalized_score"), "eval_seed": result.get("eval_seed")}
+    return {
+        "policy": name,
+        "return": result.get("mean_return"),
+        "success": result.get("success_rate"),
+        "score": result.get("normalized_score"),
+        "eval_seed": result.get("eval_seed"),
+    }
 
 
 def format_table(rows: list[dict[str, Any]], extra: dict[str, str]) -> str:
@@ -57,7 +68,9 @@ def format_table(rows: list[dict[str, Any]], extra: dict[str, str]) -> str:
         return f"{v:.0%}" if pct else f"{v:.1f}"
 
     lines = ["| policy | return | success | normalised score |", "|---|---:|---:|---:|"]
-    lines += [f"| {r['policy']} | {cell(r['return'])} | {cell(r['success'], True)} | {cell(r['score'])} |" for r in rows]
+    lines += [
+        f"| {r['policy']} | {cell(r['return'])} | {cell(r['success'], True)} | {cell(r['score'])} |" for r in rows
+    ]
     lines += [""] + [f"{k}: {v}" for k, v in extra.items()]
     return "\n".join(lines)
 
@@ -73,8 +86,11 @@ def run_main_job(overrides: Sequence[str] = (), config_files: Sequence[str] = ()
     rows = demo_summary(cfg.task.dataset, cfg.task.env_id)
 
     print("== baseline: behaviour cloning")
-    bc_cfg = config_lib.compose([o for o in overrides if not o.startswith("algo")] + ["algo=bc"],
-                                [MAIN_BUDGET, *config_files], defaults=MAIN_DEFAULTS)
+    bc_cfg = config_lib.compose(
+        [o for o in overrides if not o.startswith("algo")] + ["algo=bc"],
+        [MAIN_BUDGET, *config_files],
+        defaults=MAIN_DEFAULTS,
+    )
     rows.append(_row("offline bc", pretrain(bc_cfg)[1]))
 
     print(f"== offline pretraining: {cfg.algo.name} on {cfg.task.dataset}")
@@ -91,15 +107,19 @@ def run_main_job(overrides: Sequence[str] = (), config_files: Sequence[str] = ()
     latency = measure_latency(files["torchscript"])
     seeds = sorted({r["eval_seed"] for r in rows if r.get("eval_seed") is not None})
     episodes = cfg.task.eval_episodes
-    table = format_table(rows, {
-        "evaluation": f"{episodes} episodes per policy row, episode k seeded "
-                      + " / ".join(f"{s} + k" for s in seeds) + " (the same start states in every row)",
-        "offline run": str(offline_ctx.run_dir),
-        "fine-tuning run": str(ft_ctx.run_dir),
-        "exported": ", ".join(str(p) for p in files.values()),
-        "TorchScript latency (Python, 1 thread)": f"p50 {latency[0]:.0f} us, p99 {latency[1]:.0f} us",
-        "wall time": f"{time.perf_counter() - start:.0f} s",
-    })
+    table = format_table(
+        rows,
+        {
+            "evaluation": f"{episodes} episodes per policy row, episode k seeded "
+            + " / ".join(f"{s} + k" for s in seeds)
+            + " (the same start states in every row)",
+            "offline run": str(offline_ctx.run_dir),
+            "fine-tuning run": str(ft_ctx.run_dir),
+            "exported": ", ".join(str(p) for p in files.values()),
+            "TorchScript latency (Python, 1 thread)": f"p50 {latency[0]:.0f} us, p99 {latency[1]:.0f} us",
+            "wall time": f"{time.perf_counter() - start:.0f} s",
+        },
+    )
     print("\n" + table)
     Path(ft_ctx.run_dir, "main_job.md").write_text(table + "\n")
     return table

@@ -66,8 +66,14 @@ class Sloppiness:
     def at(cls, quality: float | str) -> Sloppiness:
         q = resolve_quality(quality)
         s = 1.0 - q
-        return cls(q, action_noise=0.5 * s, burst_probability=0.05 * s, burst_steps=(3, 8),
-                   gain_scale=1.0 - 0.25 * s, press_scale=1.0 - 0.2 * s)
+        return cls(
+            q,
+            action_noise=0.5 * s,
+            burst_probability=0.05 * s,
+            burst_steps=(3, 8),
+            gain_scale=1.0 - 0.25 * s,
+            press_scale=1.0 - 0.2 * s,
+        )
 
 
 def resolve_quality(quality: float | str) -> float:
@@ -183,8 +189,15 @@ def orientation_error(rot: np.ndarray, target: np.ndarray) -> np.ndarray:
     return 0.5 * np.array([n[1, 2] - n[2, 1], n[2, 0] - n[0, 2], n[0, 1] - n[1, 0]])
 
 
-def limited_dls_step(jac: np.ndarray, err: np.ndarray, q: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                     damping: float, max_step: float = 0.3) -> np.ndarray:
+def limited_dls_step(
+    jac: np.ndarray,
+    err: np.ndarray,
+    q: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    damping: float,
+    max_step: float = 0.3,
+) -> np.ndarray:
     """Damped least-squares joint step that hands the task to the joints not pinned at a limit."""
     regulariser = damping * np.eye(jac.shape[0])
     jf = jac
@@ -242,9 +255,17 @@ class ArmModel:
         mass = full_mass_matrix(self.model, self.data, self._mass)[:ARM_DOF, :ARM_DOF]
         return mass @ (dq_des - qd) / time_constant + self.data.qfrc_bias[:ARM_DOF] + self.damping * dq_des
 
-    def solve_ik(self, q0: np.ndarray, target: np.ndarray, push_dir: np.ndarray, grip: CornerGrip,
-                 weights: np.ndarray, yaw_tolerance: float, iters: int,
-                 margin: float = 0.08) -> tuple[np.ndarray, float]:
+    def solve_ik(
+        self,
+        q0: np.ndarray,
+        target: np.ndarray,
+        push_dir: np.ndarray,
+        grip: CornerGrip,
+        weights: np.ndarray,
+        yaw_tolerance: float,
+        iters: int,
+        margin: float = 0.08,
+    ) -> tuple[np.ndarray, float]:
         """Weighted corner pose IK (keeps `margin` rad from joint limits); returns (q, weighted residual)."""
         lower, upper = self.lower + margin, self.upper - margin
         q, err = np.array(q0, dtype=np.float64), np.zeros(6)
@@ -275,15 +296,24 @@ class PusherDemonstrator:
     Only the observation is read each step; the env is used for its MuJoCo model (kinematics) alone.
     """
 
-    def __init__(self, env: gym.Env, quality: float | str = "expert", seed: int | None = None,
-                 gains: Gains | None = None, ik_budget: IkBudget | None = None) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        quality: float | str = "expert",
+        seed: int | None = None,
+        gains: Gains | None = None,
+        ik_budget: IkBudget | None = None,
+    ) -> None:
         base = env.unwrapped
         if not hasattr(base, "model") or mujoco.mj_name2id(base.model, mujoco.mjtObj.mjOBJ_BODY, CLAW_BODY) < 0:
             raise ValueError(f"PusherDemonstrator needs a Pusher MuJoCo env, got {env.spec.id if env.spec else env}")
         self.sloppiness = Sloppiness.at(quality)
         gains = gains or Gains()
-        self.gains = dataclasses.replace(gains, position=gains.position * self.sloppiness.gain_scale,
-                                         press_depth=gains.press_depth * self.sloppiness.press_scale)
+        self.gains = dataclasses.replace(
+            gains,
+            position=gains.position * self.sloppiness.gain_scale,
+            press_depth=gains.press_depth * self.sloppiness.press_scale,
+        )
         self.ik_budget = ik_budget or IkBudget()
         self.arm = ArmModel(base.model, float(base.dt))
         self.action_space = env.action_space
@@ -409,8 +439,16 @@ class PusherDemonstrator:
         biggest = np.max(np.abs(dq))
         return dq * (self.gains.max_joint_speed / biggest) if biggest > self.gains.max_joint_speed else dq
 
-    def _task_velocity(self, point: np.ndarray, rot: np.ndarray, target: np.ndarray, target_rot: np.ndarray,
-                       q: np.ndarray, max_speed: float, posture: np.ndarray | None = None) -> np.ndarray:
+    def _task_velocity(
+        self,
+        point: np.ndarray,
+        rot: np.ndarray,
+        target: np.ndarray,
+        target_rot: np.ndarray,
+        q: np.ndarray,
+        max_speed: float,
+        posture: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Weighted resolved-rate control of the corner; redundancy goes to a posture in the null space."""
         v = self.gains.position * (target - point)
         speed = np.linalg.norm(v)

@@ -10,8 +10,8 @@ import h5py
 from robo_offline.data.errors import DatasetError
 from robo_offline.data.hdf5_io import open_hdf5
 from robo_offline.data.raw import RawTransitions
-from robo_offline.data.readers.d4rl import read_d4rl, looks_like_d4rl
-from robo_offline.data.readers.minari import MAIN_FILE, looks_like_minari, read_minari, minari_main_file
+from robo_offline.data.readers.d4rl import looks_like_d4rl, read_d4rl
+from robo_offline.data.readers.minari import MAIN_FILE, looks_like_minari, minari_main_file, read_minari
 from robo_offline.data.readers.robomimic import looks_like_robomimic, read_robomimic
 
 FORMATS = ("d4rl", "minari", "robomimic")
