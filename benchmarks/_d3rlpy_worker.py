@@ -12,7 +12,7 @@ n_critics / sampled-action counts / delays, then times two ways of updating:
         transition in Python and would be slower): adds d3rlpy's numpy -> torch conversion.
 
 FLOPs per update are counted with `FlopCounterMode` like ours. Writes JSON to --out. This file
-imports nothing from robo_offline.
+imports nothing from robo_offline; the timing loop is `_timing.py`'s, shared with `throughput.py`.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import argparse
 import contextlib
 import io
 import json
-import statistics
-import time
 import traceback
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from _timing import timed_loop
 
 OBS_DIM, ACT_DIM = 11, 3
 
@@ -124,19 +124,6 @@ def numpy_sampler(data: dict[str, torch.Tensor], batch_size: int, seed: int) -> 
     return sample
 
 
-def timed(step: Callable[[], Any], steps: int, warmup: int, repeats: int) -> dict[str, Any]:
-    for _ in range(warmup):
-        step()
-    chunk = max(1, steps // repeats)
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(chunk):
-            step()
-        rates.append(chunk / (time.perf_counter() - t0))
-    return {"ups": statistics.median(rates), "ups_all": rates}
-
-
 def measure(name: str, threads: int, args: argparse.Namespace, data: dict[str, torch.Tensor]) -> dict[str, Any]:
     torch.set_num_threads(threads)
     torch.manual_seed(args.seed)
@@ -151,7 +138,7 @@ def measure(name: str, threads: int, args: argparse.Namespace, data: dict[str, t
         state["step"] += 1
         return out
 
-    r = timed(impl_step, args.steps, args.warmup, args.repeats)
+    r = timed_loop(impl_step, args.steps, args.warmup, args.repeats)
     res.update(impl_ups=r["ups"], impl_ups_all=r["ups_all"])
     counter = FlopCounterMode(display=False)
     with counter:
@@ -165,7 +152,7 @@ def measure(name: str, threads: int, args: argparse.Namespace, data: dict[str, t
     else:
         algo = build(name, args.hidden, args.batch_size)
         np_sample = numpy_sampler(data, args.batch_size, args.seed)
-        r = timed(lambda: algo.update(np_sample()), args.steps, args.warmup, args.repeats)
+        r = timed_loop(lambda: algo.update(np_sample()), args.steps, args.warmup, args.repeats)
         res.update(api_ups=r["ups"], api_ups_all=r["ups_all"])
     return res
 

@@ -35,7 +35,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from robo_offline.algos import ALGORITHMS
 from robo_offline.data import Batch
 from robo_offline.data.dataset import TransitionDataset
+
+from _timing import timed_loop
 
 HERE = Path(__file__).resolve().parent
 OBS_DIM, ACT_DIM = 11, 3  # Hopper-v5
@@ -134,27 +135,6 @@ class Variant:
 
 # ---------------------------------------------------------------------------------------------
 # timing
-
-
-def timed_loop(step: Callable[[], Any], steps: int, warmup: int, repeats: int) -> dict[str, Any]:
-    """Warm up, then `repeats` chunks of ~steps/repeats calls; updates/s per chunk, median reported."""
-    for _ in range(warmup):
-        step()
-    chunk = max(1, steps // repeats)
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(chunk):
-            out = step()
-        _sync(out)
-        rates.append(chunk / (time.perf_counter() - t0))
-    return {"ups": statistics.median(rates), "ups_all": rates, "steps": chunk * repeats}
-
-
-def _sync(out: Any) -> None:
-    """Touch the last result so nothing is left pending (a no-op cost on the CPU, kept for honesty)."""
-    if isinstance(out, dict) and out:
-        float(next(iter(out.values())))
 
 
 def best_time(fn: Callable[[], Any], min_time: float = 0.02, repeats: int = 5) -> float:

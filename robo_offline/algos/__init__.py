@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from robo_offline.algos.base import AlgoConfig, Algorithm
+from robo_offline.algos.base import ActorCritic, AlgoConfig, Algorithm
 from robo_offline.algos.bc import BC
 from robo_offline.algos.bcq import BCQ
 from robo_offline.algos.calql import CalQL
@@ -29,4 +29,4 @@ def algorithm_class(name: str) -> type[Algorithm]:
         raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(ALGORITHMS)}") from None
 
 
-__all__ = ["ALGORITHMS", "AlgoConfig", "Algorithm", "algorithm_class"]
+__all__ = ["ALGORITHMS", "ActorCritic", "AlgoConfig", "Algorithm", "algorithm_class"]

@@ -144,6 +144,26 @@ class Algorithm(nn.Module):
         self.updates = int(state.get("updates", 0))
 
 
+class ActorCritic(Algorithm):
+    """A method with a stochastic actor (`self.actor`: deterministic action in `forward`, `sample` to explore)
+    and a Q-ensemble with its Polyak target (`self.critic`, `self.critic_target`): SAC, CQL, Cal-QL, IQL."""
+
+    actor: nn.Module
+    critic: nn.Module
+    critic_target: nn.Module
+
+    def policy(self) -> nn.Module:
+        """The actor's deterministic action (tanh of its Gaussian's mean)."""
+        return self.actor
+
+    def critics(self) -> tuple[nn.Module, nn.Module]:
+        return self.critic, self.critic_target
+
+    def explore(self, obs: Tensor) -> Tensor:
+        """A sample of the actor, inside the action box."""
+        return self.actor.sample(obs)[0]
+
+
 def _same_shapes(a: nn.Module, b: nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)

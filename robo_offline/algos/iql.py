@@ -12,10 +12,10 @@ import copy
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from robo_offline.algos.base import AlgoConfig, Algorithm
-from robo_offline.algos.nets import Critic, GaussianActor, ValueFunction, soft_update
+from robo_offline.algos.base import ActorCritic, AlgoConfig
+from robo_offline.algos.nets import Critic, FixedStdGaussianActor, ValueFunction, soft_update
 from robo_offline.data import Batch
 
 REWARD_NORMS = ("iql", "none")
@@ -60,14 +60,14 @@ def iql_reward_scale(episode_returns: Tensor, horizon: float = 1000.0) -> float:
     return horizon / spread if spread > 0 else 1.0
 
 
-class IQL(Algorithm):
+class IQL(ActorCritic):
     config_class = IQLConfig
 
     def __init__(self, cfg: IQLConfig, obs_dim: int, act_dim: int):
         super().__init__(cfg, obs_dim, act_dim)
         if cfg.reward_norm not in REWARD_NORMS:
             raise ValueError(f"algo.reward_norm must be one of {REWARD_NORMS}, got {cfg.reward_norm!r}")
-        self.actor = GaussianActor(obs_dim, act_dim, cfg.hidden_dims)
+        self.actor = FixedStdGaussianActor(obs_dim, act_dim, cfg.hidden_dims)
         self.critic = Critic(obs_dim, act_dim, cfg.hidden_dims, cfg.n_critics)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.value = ValueFunction(obs_dim, cfg.hidden_dims)
@@ -114,14 +114,3 @@ class IQL(Algorithm):
             "adv_mean": adv.mean(),
             "weight_mean": weights.mean(),
         }
-
-    def policy(self) -> nn.Module:
-        """The Gaussian's (tanh-squashed) mean."""
-        return self.actor
-
-    def critics(self) -> tuple[nn.Module, nn.Module]:
-        return self.critic, self.critic_target
-
-    def explore(self, obs: Tensor) -> Tensor:
-        """A sample of the Gaussian policy, clipped to the action box."""
-        return self.actor.sample(obs)[0]

@@ -110,7 +110,7 @@ class DeterministicActor(nn.Module):
         return self.net(obs)
 
 
-class GaussianActor(nn.Module):
+class FixedStdGaussianActor(nn.Module):
     """N(tanh(f(s)), exp(log_std)) with a state-independent std, as in the IQL paper's code.
 
     The mean is squashed, samples are not: log-probabilities of dataset actions stay exact.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from robo_offline.algos.base import AlgoConfig, Algorithm
+from robo_offline.algos.base import ActorCritic, AlgoConfig
 from robo_offline.algos.nets import Critic, TanhGaussianActor, frozen, soft_update
 from robo_offline.data import Batch
 
@@ -46,7 +46,7 @@ def soft_td_target(
     return reward + gamma * (1.0 - terminal) * (q_next - alpha * log_pi_next)
 
 
-class SAC(Algorithm):
+class SAC(ActorCritic):
     config_class = SACConfig
 
     def __init__(self, cfg: SACConfig, obs_dim: int, act_dim: int):
@@ -84,14 +84,3 @@ class SAC(Algorithm):
             "alpha": alpha,
             "q_data": q.detach().mean(),
         }
-
-    def policy(self) -> nn.Module:
-        """tanh of the Gaussian mean."""
-        return self.actor
-
-    def critics(self) -> tuple[nn.Module, nn.Module]:
-        return self.critic, self.critic_target
-
-    def explore(self, obs: Tensor) -> Tensor:
-        """A sample of the squashed Gaussian (SAC's own exploration)."""
-        return self.actor.sample(obs)[0]
