@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import minari
 import numpy as np
-from data_fixtures import d4rl_arrays, write_d4rl
+from builders import d4rl_arrays, write_d4rl
 
 from robo_offline.cli import main
 
@@ -74,7 +74,9 @@ def test_pretrain_on_a_d4rl_layout_file(tmp_path, capsys):
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
 
 
-def test_missing_dataset_without_collection_exits_2(tmp_path, capsys):
+def test_missing_dataset_without_collection_exits_2_and_leaves_no_run_dir(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     missing = tmp_path / "nowhere.hdf5"
     assert main(["pretrain", "task.collect_if_missing=false", f"task.dataset={missing}", "train.progress=false"]) == 2
     assert str(missing) in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -46,10 +46,10 @@ def finetune(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, d
     """Fine-tune `cfg.finetune.source`'s policy online; resume from a fine-tuning run dir if given."""
     ft = cfg.finetune
     run_dir = Path(resume) if resume else new_run_dir(cfg, "finetune")
-    run_dir.mkdir(parents=True, exist_ok=True)
     cfg = _with_online_alpha(cfg)
     updates = ft.env_steps * ft.utd_ratio
     ctx = build_context(cfg, run_dir, total_steps=updates, with_data=bool(ft.source))
+    run_dir.mkdir(parents=True, exist_ok=True)
     if ft.source and not resume:  # a resumed run's checkpoint already holds the (converted) algorithm
         _load_offline(ctx, Path(ft.source))
         target = target_algorithm(ctx.algo.cfg.name, ft.continue_as)

@@ -16,10 +16,10 @@ from robo_offline.workflows.context import RunContext, build_context, new_run_di
 def pretrain(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, dict[str, Any]]:
     """Train `cfg.algo` offline on the task's dataset; resume from `resume` (a run dir) if given."""
     run_dir = Path(resume) if resume else new_run_dir(cfg)
+    train = cfg.train
+    ctx = build_context(cfg, run_dir, total_steps=train.steps)  # bad data fails here, before a run dir exists
     run_dir.mkdir(parents=True, exist_ok=True)
     config_lib.save(cfg, run_dir / "config.yaml")
-    train = cfg.train
-    ctx = build_context(cfg, run_dir, total_steps=train.steps)
     generator = torch.Generator(device=ctx.device).manual_seed(train.seed)
     trainer = Trainer(
         ctx.algo,
