@@ -1,4 +1,6 @@
-"""Builders for small dataset files in each on-disk layout, shared by the data-layer tests."""
+"""Builders shared by the tests: small dataset files in each on-disk layout, episodes, and the overrides of a
+seconds-long run. Plain functions (importable from any test directory: `pythonpath` in pyproject); the
+fixtures built on them live in conftest.py."""
 
 from __future__ import annotations
 
@@ -106,3 +108,18 @@ def robomimic_demo(rng: np.random.Generator, length: int, *, done: bool) -> dict
         "rewards": rng.standard_normal(length).astype(np.float64),
         "dones": dones,
     }
+
+
+PENDULUM = "InvertedPendulum-v5"  # the workflow tests' task: tiny observations, fast episodes
+
+
+def tiny_run(
+    data_dir: Path | str, *extra: str, algo: tuple[str, ...] = ("algo=calql", "algo.n_actions=2")
+) -> list[str]:
+    """Overrides of a seconds-long run on InvertedPendulum-v5 with 30 random demo episodes at `data_dir`."""
+    return [
+        "task=pusher", "safety=none", *algo, f"task.env_id={PENDULUM}", f"task.dataset={data_dir}",
+        "task.demos.behaviour=random", "task.demos.qualities=[random]", "task.demos.episodes_per_quality=30",
+        "task.eval_episodes=2", "algo.hidden_dims=[32,32]", "train.batch_size=32", "train.steps=60",
+        "train.log_every=20", "train.eval_every=60", "train.checkpoint_every=60", "train.progress=false", *extra,
+    ]  # fmt: skip

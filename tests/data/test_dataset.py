@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from data_fixtures import make_episode, reference_returns
+from builders import make_episode, reference_returns
 
 from deploy.units import EnvUnits
 from robo_offline.data import Batch, DatasetError, TransitionDataset, load_dataset, write_minari_dataset

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from data_fixtures import d4rl_arrays, make_episode, write_d4rl
+from builders import d4rl_arrays, make_episode, write_d4rl
 
 from robo_offline.data import DatasetError, inspect_dataset, write_minari_dataset
 

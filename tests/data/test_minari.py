@@ -9,7 +9,7 @@ import minari
 import numpy as np
 import pytest
 import torch
-from data_fixtures import make_episode
+from builders import make_episode
 
 from robo_offline.data import load_dataset, write_minari_dataset
 

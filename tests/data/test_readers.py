@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from data_fixtures import d4rl_arrays, make_episode, robomimic_demo, write_d4rl, write_robomimic
+from builders import d4rl_arrays, make_episode, robomimic_demo, write_d4rl, write_robomimic
 
 from robo_offline.data import DatasetError, detect_format, load_dataset, write_minari_dataset
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from data_fixtures import reference_returns, write_d4rl
+from builders import reference_returns, write_d4rl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

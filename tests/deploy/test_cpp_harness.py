@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from deploy import EnvUnits, SafetyConfig, export_policy, load_policy
@@ -18,7 +17,6 @@ from deploy.cpp_build import build_policy_runner, missing_build_tools
 torch.set_num_threads(1)
 
 OBS_DIM, ACT_DIM = 23, 7
-PUSHER_SAFETY = Path(__file__).resolve().parents[1] / "configs" / "safety" / "pusher.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +28,13 @@ def runner() -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def exported(tmp_path_factory: pytest.TempPathFactory, pusher_safety: SafetyConfig) -> dict[str, Path]:
     torch.manual_seed(0)
     core = nn.Sequential(nn.Linear(OBS_DIM, 64), nn.Tanh(), nn.Linear(64, ACT_DIM), nn.Tanh())
-    safety = SafetyConfig.from_dict(OmegaConf.to_container(OmegaConf.load(PUSHER_SAFETY)))
     return export_policy(
         core,
         EnvUnits(torch.zeros(OBS_DIM), torch.full((OBS_DIM,), 0.5), [-2.0] * ACT_DIM, [2.0] * ACT_DIM),
-        safety=safety,
+        safety=pusher_safety,
         metadata={"algorithm": "cpp-harness-test"},
         path=tmp_path_factory.mktemp("cpp") / "policy",
         check_observations=torch.randn(200, OBS_DIM),

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 import deploy.export
@@ -18,17 +17,12 @@ from deploy.export import build_deployed_policy
 torch.set_num_threads(1)
 
 OBS_DIM, ACT_DIM = 23, 7
-PUSHER_SAFETY = Path(__file__).resolve().parents[1] / "configs" / "safety" / "pusher.yaml"
 CALLER_METADATA = {"algorithm": "iql", "training_config": {"lr": 3e-4}, "checkpoint_sha256": "ab" * 32}
 
 
 def small_core(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(OBS_DIM, 32), nn.ReLU(), nn.Linear(32, ACT_DIM), nn.Tanh())
-
-
-def pusher_safety() -> SafetyConfig:
-    return SafetyConfig.from_dict(OmegaConf.to_container(OmegaConf.load(PUSHER_SAFETY)))
 
 
 def units() -> EnvUnits:
@@ -41,10 +35,10 @@ def units() -> EnvUnits:
     )
 
 
-def export_kwargs(tmp_path: Path, **overrides) -> dict:
+def export_kwargs(tmp_path: Path, safety: SafetyConfig, **overrides) -> dict:
     g = torch.Generator().manual_seed(2)
     kwargs = dict(
-        safety=pusher_safety(),
+        safety=safety,
         metadata=CALLER_METADATA,
         path=tmp_path / "policy",
         check_observations=torch.randn(1000, OBS_DIM, generator=g),
@@ -53,9 +47,9 @@ def export_kwargs(tmp_path: Path, **overrides) -> dict:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+def exported(tmp_path_factory: pytest.TempPathFactory, pusher_safety: SafetyConfig) -> tuple[dict, dict]:
     """Both formats, exported once (the .pt2 compile takes ~20 s)."""
-    kwargs = export_kwargs(tmp_path_factory.mktemp("export"))
+    kwargs = export_kwargs(tmp_path_factory.mktemp("export"), pusher_safety)
     return export_policy(small_core(), units(), **kwargs), kwargs
 
 
@@ -104,7 +98,9 @@ def test_loader_rejects_wrong_observation_shape(exported) -> None:
         load_policy(files["torchscript"])(torch.zeros(2, OBS_DIM))
 
 
-def test_tampered_file_fails_parity_and_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tampered_file_fails_parity_and_is_removed(
+    tmp_path: Path, pusher_safety: SafetyConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_load = deploy.export.load_policy
 
     def load_tampered(path):
@@ -114,7 +110,7 @@ def test_tampered_file_fails_parity_and_is_removed(tmp_path: Path, monkeypatch: 
         return policy
 
     monkeypatch.setattr(deploy.export, "load_policy", load_tampered)
-    kwargs = export_kwargs(tmp_path)
+    kwargs = export_kwargs(tmp_path, pusher_safety)
     with pytest.raises(ExportParityError, match="differs from the eager policy"):
         export_policy(small_core(), units(), **kwargs, formats=["torchscript"])
     assert not (tmp_path / "policy.pt").exists()
@@ -128,17 +124,20 @@ def test_bad_units_are_refused_before_anything_is_written(tmp_path: Path) -> Non
     assert not list(tmp_path.iterdir())
 
 
-def test_unnormalised_policy_exports_with_identity_normaliser(tmp_path: Path) -> None:
+def test_unnormalised_policy_exports_with_identity_normaliser(tmp_path: Path, pusher_safety: SafetyConfig) -> None:
     identity = EnvUnits.identity(OBS_DIM, [-2.0] * ACT_DIM, [2.0] * ACT_DIM)
-    files = export_policy(small_core(), identity, **export_kwargs(tmp_path), formats=["torchscript"])
+    files = export_policy(small_core(), identity, **export_kwargs(tmp_path, pusher_safety), formats=["torchscript"])
     meta = load_policy(files["torchscript"]).metadata["normalizer"]
     assert meta == {"mean": [0.0] * OBS_DIM, "std": [1.0] * OBS_DIM}
 
 
-def test_rejects_metadata_that_overwrites_export_fields(tmp_path: Path) -> None:
+def test_rejects_metadata_that_overwrites_export_fields(tmp_path: Path, pusher_safety: SafetyConfig) -> None:
     with pytest.raises(ValueError, match=r"\['safety'\] are written by export_policy"):
         export_policy(
-            small_core(), units(), **export_kwargs(tmp_path, metadata={"safety": "mine"}), formats=["torchscript"]
+            small_core(),
+            units(),
+            **export_kwargs(tmp_path, pusher_safety, metadata={"safety": "mine"}),
+            formats=["torchscript"],
         )
 
 
@@ -154,7 +153,9 @@ class UnscriptableCore(nn.Module):
         return torch.tanh(zero + self.layers[1](torch.relu(self.layers[0](x))))
 
 
-def test_core_that_does_not_script_is_traced(tmp_path: Path) -> None:
-    files = export_policy(UnscriptableCore(), units(), **export_kwargs(tmp_path), formats=["torchscript"])
+def test_core_that_does_not_script_is_traced(tmp_path: Path, pusher_safety: SafetyConfig) -> None:
+    files = export_policy(
+        UnscriptableCore(), units(), **export_kwargs(tmp_path, pusher_safety), formats=["torchscript"]
+    )
     policy = load_policy(files["torchscript"])
     assert policy(torch.zeros(OBS_DIM)).shape == (ACT_DIM,)

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from omegaconf import OmegaConf
 
 from deploy.safety import INTERVENTION_KINDS, SafetyConfig, SafetyFilter
 
 torch.set_num_threads(1)
 
-PUSHER_YAML = Path(__file__).resolve().parents[1] / "configs" / "safety" / "pusher.yaml"
 NASTY = [math.nan, math.inf, -math.inf, 1e30, -1e30, 3.4e38, -3.4e38, 0.0, -0.0]
 PROPERTY_SETTINGS = settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -267,8 +264,8 @@ def test_no_rate_limit_when_max_delta_is_none() -> None:
         assert filt(_f32([0.0]), _f32([-1e30])).tolist() == [-1.0]
 
 
-def test_pusher_config_loads() -> None:
-    config = SafetyConfig.from_dict(OmegaConf.to_container(OmegaConf.load(PUSHER_YAML)))
+def test_pusher_config_loads(pusher_safety: SafetyConfig) -> None:
+    config = pusher_safety
     config.validate(obs_dim=23, act_dim=7)
     assert config.num_joints == 7
 

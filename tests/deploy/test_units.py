@@ -3,20 +3,16 @@ simulation path and the exported file compute the same env-unit action."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from deploy import EnvPolicy, EnvUnits, SafetyConfig, export_policy, load_policy
+from deploy import EnvPolicy, EnvUnits, export_policy, load_policy
 from sim.envs import make_env
 from sim.wrappers import SafetyFilterWrapper
 
 OBS, ACT = 23, 7
-PUSHER_SAFETY = Path(__file__).resolve().parents[1] / "configs" / "safety" / "pusher.yaml"
 
 
 def units() -> EnvUnits:
@@ -73,16 +69,15 @@ def test_huge_bounds_do_not_overflow():
     torch.testing.assert_close(u.action_to_env(torch.ones(1)), torch.tensor([3e38]))
 
 
-def test_simulation_path_and_exported_file_give_the_same_env_unit_action(tmp_path):
+def test_simulation_path_and_exported_file_give_the_same_env_unit_action(tmp_path, pusher_safety):
     """What evaluation runs (EnvPolicy, then the env wrapper's filter) is what the exported file computes."""
     torch.manual_seed(0)
     core = nn.Sequential(nn.Linear(OBS, 32), nn.ReLU(), nn.Linear(32, ACT), nn.Tanh())
     u = EnvUnits(torch.randn(OBS) * 0.1, torch.rand(OBS) + 0.5, [-2.0] * ACT, [2.0] * ACT)
-    safety = SafetyConfig.from_dict(OmegaConf.to_container(OmegaConf.load(PUSHER_SAFETY)))
     files = export_policy(
         core,
         u,
-        safety=safety,
+        safety=pusher_safety,
         metadata={},
         path=tmp_path / "policy",
         check_observations=torch.randn(10, OBS),
@@ -91,7 +86,7 @@ def test_simulation_path_and_exported_file_give_the_same_env_unit_action(tmp_pat
     exported = load_policy(files["torchscript"])
 
     sim_policy = EnvPolicy(core, u)
-    env = SafetyFilterWrapper(make_env("Pusher-v5"), safety)
+    env = SafetyFilterWrapper(make_env("Pusher-v5"), pusher_safety)
     obs, _ = env.reset(seed=0)
     exported.reset()
     for _ in range(30):

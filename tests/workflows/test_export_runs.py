@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from builders import tiny_run
 
 from deploy import EnvUnits, load_policy
 from robo_offline import config as C
@@ -14,7 +15,6 @@ from robo_offline.workflows.context import checkpoint_units
 from robo_offline.workflows.export import export_run, load_run_policy
 from robo_offline.workflows.pretrain import pretrain
 
-ENV = "InvertedPendulum-v5"
 ALGOS = {
     "bc": (),
     "iql": (),
@@ -32,27 +32,15 @@ def demos(tmp_path_factory):
 
 @pytest.mark.parametrize("algo", sorted(ALGOS))
 def test_export_run_dir_both_formats_with_parity(demos, algo, capsys):
-    cfg = C.compose(
-        [
-            "task=pusher",
-            "safety=none",
-            f"algo={algo}",
-            *ALGOS[algo],
-            f"task.env_id={ENV}",
-            f"task.dataset={demos}/data",
-            "task.demos.behaviour=random",
-            "task.demos.qualities=[random]",
-            "task.demos.episodes_per_quality=20",
-            "task.eval_episodes=0",
-            "algo.hidden_dims=[32,32]",
-            "train.batch_size=32",
-            "train.steps=30",
-            "train.log_every=10",
-            "train.checkpoint_every=30",
-            "train.progress=false",
-            f"run_dir={demos}/{algo}",
-        ]
-    )
+    overrides = [
+        "task.demos.episodes_per_quality=20",
+        "task.eval_episodes=0",
+        "train.steps=30",
+        "train.log_every=10",
+        "train.checkpoint_every=30",
+        f"run_dir={demos}/{algo}",
+    ]
+    cfg = C.compose(tiny_run(f"{demos}/data", *overrides, algo=(f"algo={algo}", *ALGOS[algo])))
     ctx, _ = pretrain(cfg)
     assert cli_main(["export", str(ctx.run_dir)]) == 0  # writes, reloads and parity-checks both files
     out = capsys.readouterr().out

@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from builders import PENDULUM, tiny_run
 
 from deploy.safety import SafetyConfig
 from deploy.units import EnvUnits
@@ -25,29 +26,11 @@ from robo_offline.workflows.pretrain import pretrain
 from sim.envs import make_vector_env
 from sim.wrappers import SafetyFilterWrapper
 
-ENV = "InvertedPendulum-v5"
+ENV = PENDULUM
 
 
 def _tiny(tmp, extra=(), algo=("algo=calql", "algo.n_actions=2")):
-    return [
-        "task=pusher",
-        "safety=none",
-        *algo,
-        f"task.env_id={ENV}",
-        f"task.dataset={tmp}/demos",
-        "task.demos.behaviour=random",
-        "task.demos.qualities=[random]",
-        "task.demos.episodes_per_quality=30",
-        "task.eval_episodes=2",
-        "algo.hidden_dims=[32,32]",
-        "train.batch_size=32",
-        "train.steps=60",
-        "train.log_every=20",
-        "train.eval_every=60",
-        "train.checkpoint_every=60",
-        "train.progress=false",
-        *extra,
-    ]
+    return tiny_run(f"{tmp}/demos", *extra, algo=algo)
 
 
 @pytest.fixture(scope="module")

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
+from builders import tiny_run
+
 import robo_offline.workflows.context as context
 from robo_offline.workflows.main_job import run_main_job
 
-TINY = [
-    "safety=none",
-    "task.env_id=InvertedPendulum-v5",
-    "task.dataset=data/pendulum-random",
-    "task.demos.behaviour=random",
-    "task.demos.qualities=[random]",
+# The main job's own defaults pick Cal-QL (and BC for the baseline row); only its budget is shrunk here.
+TINY = tiny_run(
+    "data/pendulum-random",
     "task.demos.episodes_per_quality=20",
     "task.eval_episodes=3",
-    "algo.hidden_dims=[32,32]",
-    "algo.n_actions=2",
-    "train.batch_size=32",
     "train.steps=40",
-    "train.log_every=20",
     "train.eval_every=40",
     "train.checkpoint_every=40",
-    "train.progress=false",
     "finetune.env_steps=40",
     "finetune.eval_every=40",
     "finetune.checkpoint_every=40",
-]
+    algo=("algo.n_actions=2",),
+)
 
 
 def test_main_job_rows_share_evaluation_seeds(tmp_path, monkeypatch):
