@@ -77,64 +77,52 @@ def _report(run_dir: Path, result: dict) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from robo_offline.datagen.demos import collect_episodes, write_demo_log
-    from sim.evaluation import summarize
+    from robo_offline.workflows.collect import collect
 
-    safety = None
-    if args.safety:
-        from deploy.safety import SafetyConfig
-
-        safety = SafetyConfig.from_dict(dict(config_lib.OmegaConf.to_container(config_lib.OmegaConf.load(args.safety))))
-    episodes = collect_episodes(
+    path, stats = collect(
         args.env,
         args.behaviour,
-        args.episodes,
-        seed=args.seed,
-        quality=args.quality,
-        safety=safety,
-        policy_path=args.policy,
-        transitions=args.transitions,
-        action_noise=args.action_noise,
-    )
-    name = args.name or f"{args.env.split('-')[0].lower()}-{args.behaviour}-{args.quality}"
-    path = write_demo_log(
         args.out,
-        episodes,
-        args.env,
-        name,
-        f"{args.behaviour} ({args.quality}) on {args.env}",
-        {"behaviour": args.behaviour, "quality": str(args.quality)},
+        args.episodes,
+        transitions=args.transitions,
+        quality=args.quality,
+        policy=args.policy,
+        action_noise=args.action_noise,
+        seed=args.seed,
+        safety_file=args.safety,
+        name=args.name,
     )
-    stats = summarize(args.env, episodes)
+    success = f", success {stats.success_rate:.0%}" if stats.success_rate is not None else ""
     print(
-        f"wrote {len(episodes)} episodes to {path}: mean return {stats.mean_return:.2f} +- {stats.std_return:.2f}"
-        + (f", success {stats.success_rate:.0%}" if stats.success_rate is not None else "")
+        f"wrote {len(stats.returns)} episodes to {path}: "
+        f"mean return {stats.mean_return:.2f} +- {stats.std_return:.2f}{success}"
     )
     return 0
 
 
 def cmd_tiers(args: argparse.Namespace) -> int:
-    from robo_offline.datagen.tiers import Manifest, record_tier, resolve_policies
-    from robo_offline.workflows.behaviours import train_behaviours
+    from robo_offline.workflows.tiers import record_tiers
 
-    if args.train:
-        policies = Path(args.policies or Path("policies") / args.task)
-    else:
-        policies = resolve_policies(args.policies or args.task)
-    if args.train:
-        manifest = train_behaviours(args.task, policies, args.env_steps, args.snapshot_every, args.seed, args.overrides)
-    else:
-        manifest = Manifest.load(policies)
+    policies, manifest, logs = record_tiers(
+        args.task,
+        args.tiers,
+        args.out,
+        args.transitions,
+        seed=args.seed,
+        policies=args.policies,
+        train=args.train,
+        env_steps=args.env_steps,
+        snapshot_every=args.snapshot_every,
+        overrides=args.overrides,
+    )
     for name in ("medium", "expert"):
         snap = manifest.tier_policy(name)
         print(
             f"{name} policy: {policies / snap.file} (SAC after {snap.env_steps} env steps, "
             f"return {snap.mean_return:.0f}, normalised score {snap.normalized_score:.1f})"
         )
-    for i, tier in enumerate(args.tiers):
-        out = Path(args.out) / f"{args.task}-{tier}"
-        record_tier(tier, policies, out, args.transitions, seed=args.seed + 1_000_000 * i)
-        print(f"{tier}: {out}")
+    for tier, log in logs.items():
+        print(f"{tier}: {log}")
     return 0
 
 

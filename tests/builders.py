@@ -118,8 +118,21 @@ def tiny_run(
 ) -> list[str]:
     """Overrides of a seconds-long run on InvertedPendulum-v5 with 30 random demo episodes at `data_dir`."""
     return [
-        "task=pusher", "safety=none", *algo, f"task.env_id={PENDULUM}", f"task.dataset={data_dir}",
-        "task.demos.behaviour=random", "task.demos.qualities=[random]", "task.demos.episodes_per_quality=30",
-        "task.eval_episodes=2", "algo.hidden_dims=[32,32]", "train.batch_size=32", "train.steps=60",
-        "train.log_every=20", "train.eval_every=60", "train.checkpoint_every=60", "train.progress=false", *extra,
-    ]  # fmt: skip
+        "task=pusher",
+        "safety=none",
+        *algo,
+        f"task.env_id={PENDULUM}",
+        f"task.dataset={data_dir}",
+        "task.demos.behaviour=random",
+        "task.demos.qualities=[random]",
+        "task.demos.episodes_per_quality=30",
+        "task.eval_episodes=2",
+        "algo.hidden_dims=[32,32]",
+        "train.batch_size=32",
+        "train.steps=60",
+        "train.log_every=20",
+        "train.eval_every=60",
+        "train.checkpoint_every=60",
+        "train.progress=false",
+        *extra,
+    ]

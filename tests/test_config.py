@@ -66,6 +66,27 @@ def test_saved_config_reloads_identically(tmp_path):
     assert C.load_saved(tmp_path / "config.yaml", ["train.steps=43"]).train.steps == 43
 
 
+def test_a_saved_config_with_a_removed_key_still_loads(tmp_path):
+    """Runs saved before a key was removed (task.eval_envs) can still be resumed and exported."""
+    cfg = C.compose(["train.steps=42"])
+    old = C.as_dict(cfg)
+    old["task"]["eval_envs"] = 2
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(old))
+    assert C.as_dict(C.load_saved(tmp_path / "config.yaml")) == C.as_dict(cfg)
+    with pytest.raises(C.ConfigError, match="eval_envs"):  # new configs may not use it
+        C.compose(["task.eval_envs=2"])
+
+
+def test_user_config_dirs_come_first_and_add_groups(tmp_path, monkeypatch):
+    (tmp_path / "task").mkdir()
+    (tmp_path / "task" / "myrobot.yaml").write_text("task:\n  name: myrobot\n  env_id: Hopper-v5\n")
+    monkeypatch.setattr(C, "USER_CONFIG_DIRS", [tmp_path])
+    assert C.compose(["task=myrobot"]).task.env_id == "Hopper-v5"
+    assert C.compose(["task=pusher"]).task.env_id == "Pusher-v5"  # built-in groups stay available
+    with pytest.raises(C.ConfigError, match=str(tmp_path / "task")):
+        C.compose(["task=nowhere"])
+
+
 def test_inconsistent_safety_config_is_rejected_at_load():
     with pytest.raises(C.ConfigError, match="safety"):
         C.compose(["safety.action_low=[1.0]", "safety.action_high=[-1.0]"])

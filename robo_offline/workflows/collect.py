@@ -1,0 +1,46 @@
+"""`robo-offline collect`: record a demo log (Minari layout) from a behaviour in simulation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from deploy.safety import SafetyConfig
+from robo_offline.datagen.demos import collect_episodes, write_demo_log
+from sim.evaluation import EvalResult, summarize
+
+
+def collect(
+    env_id: str,
+    behaviour: str,
+    out: str | Path,
+    episodes: int = 100,
+    *,
+    transitions: int | None = None,
+    quality: str = "expert",
+    policy: str | None = None,
+    action_noise: float = 0.0,
+    seed: int = 0,
+    safety_file: str | Path | None = None,
+    name: str | None = None,
+) -> tuple[Path, EvalResult]:
+    """Roll `behaviour` out through the safety filter of `safety_file` (default: the env's action bounds only)
+    and write the log at `out`; returns its path and the episodes' summary."""
+    safety = SafetyConfig.from_dict(dict(OmegaConf.to_container(OmegaConf.load(safety_file)))) if safety_file else None
+    recorded = collect_episodes(
+        env_id,
+        behaviour,
+        episodes,
+        seed=seed,
+        quality=quality,
+        safety=safety,
+        policy_path=policy,
+        transitions=transitions,
+        action_noise=action_noise,
+    )
+    name = name or f"{env_id.split('-')[0].lower()}-{behaviour}-{quality}"
+    description = f"{behaviour} ({quality}) on {env_id}"
+    meta = {"behaviour": behaviour, "quality": str(quality)}
+    path = write_demo_log(out, recorded, env_id, name, description, meta)
+    return path, summarize(env_id, recorded)
