@@ -70,7 +70,7 @@ class RunContext:
         """Evaluation episode k is seeded `eval_seed + k`: one set of start states for every row of a run."""
         return EVAL_SEED + int(self.cfg.train.seed)
 
-    def evaluate(self) -> dict[str, Any]:
+    def eval_metrics(self) -> dict[str, Any]:
         """The run's evaluation of its current algorithm through the safety filter, with calibration."""
         task = self.cfg.task
         result = evaluate(

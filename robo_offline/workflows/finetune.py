@@ -92,8 +92,8 @@ def _run_online(ctx: RunContext, cfg: DictConfig, run_dir: Path, resume: Path | 
             collector.step()  # online-only training waits for a first batch of finished episodes
         return collector.stats()
 
-    def evaluate(step: int) -> dict[str, Any]:
-        return {"env_steps": collector.env_steps, **ctx.evaluate()}
+    def eval_row(step: int) -> dict[str, Any]:
+        return {"env_steps": collector.env_steps, **ctx.eval_metrics()}
 
     def extra_state() -> dict[str, Any]:
         return {**ctx.run_state(), "buffer": buffer.state_dict(), "collector": collector.state_dict()}
@@ -113,7 +113,7 @@ def _run_online(ctx: RunContext, cfg: DictConfig, run_dir: Path, resume: Path | 
         sampler,
         loop,
         run_dir,
-        evaluate=evaluate,
+        evaluate=eval_row,
         extra_state=extra_state,
         generators={"sampler": generator},
         before_update=before_update,
@@ -121,7 +121,7 @@ def _run_online(ctx: RunContext, cfg: DictConfig, run_dir: Path, resume: Path | 
     )
     start = trainer.resume() if resume else 0
     if ft.source and not resume:
-        trainer.metrics.log("eval", 0, evaluate(0))  # the offline policy's score: the curve's first point
+        trainer.metrics.log("eval", 0, eval_row(0))  # the offline policy's score: the curve's first point
     try:
         return trainer.fit(start_step=start)
     finally:

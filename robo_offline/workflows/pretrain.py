@@ -26,7 +26,7 @@ def pretrain(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, d
         sample=lambda: ctx.dataset.sample(train.batch_size, generator),
         cfg=LoopConfig.from_train(train),
         run_dir=run_dir,
-        evaluate=(lambda step: ctx.evaluate()) if cfg.task.eval_episodes > 0 else None,
+        evaluate=(lambda step: ctx.eval_metrics()) if cfg.task.eval_episodes > 0 else None,
         extra_state=ctx.run_state,
         generators={"sampler": generator},
     )
