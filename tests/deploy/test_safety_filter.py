@@ -270,6 +270,17 @@ def test_pusher_config_loads(pusher_safety: SafetyConfig) -> None:
     assert config.num_joints == 7
 
 
+# A valid one-joint lookahead config; each bad case below changes one thing in it.
+ONE_JOINT = dict(
+    action_low=[-1.0],
+    action_high=[1.0],
+    joint_pos_indices=[0],
+    joint_vel_indices=[1],
+    joint_lower=[0.0],
+    joint_upper=[1.0],
+    joint_action_indices=[0],
+    control_period=0.1,
+)
 BAD_CONFIGS = [
     (dict(action_low=[], action_high=[]), "required"),
     (dict(action_low=[0.0, 0.0], action_high=[1.0]), "action_low has 2 entries but action_high has 1"),
@@ -281,57 +292,10 @@ BAD_CONFIGS = [
     (dict(action_low=[0.0], action_high=[1.0], safe_action=[2.0]), "safe_action is outside"),
     (dict(action_low=[0.0], action_high=[1.0], safe_action=[math.nan]), "safe_action must be finite"),
     (dict(action_low=[-1.0], action_high=[1.0], joint_pos_indices=[0]), "missing"),
-    (
-        dict(
-            action_low=[-1.0],
-            action_high=[1.0],
-            joint_pos_indices=[0],
-            joint_vel_indices=[1],
-            joint_lower=[0.0],
-            joint_upper=[1.0],
-            joint_action_indices=[0],
-        ),
-        "control_period > 0",
-    ),
-    (
-        dict(
-            action_low=[-1.0],
-            action_high=[1.0],
-            joint_pos_indices=[0],
-            joint_vel_indices=[1],
-            joint_lower=[1.0],
-            joint_upper=[0.0],
-            joint_action_indices=[0],
-            control_period=0.1,
-        ),
-        "joint_lower >= joint_upper",
-    ),
-    (
-        dict(
-            action_low=[-1.0],
-            action_high=[1.0],
-            joint_pos_indices=[0],
-            joint_vel_indices=[1],
-            joint_lower=[0.0],
-            joint_upper=[1.0],
-            joint_action_indices=[3],
-            control_period=0.1,
-        ),
-        "joint_action_indices [3] out of range",
-    ),
-    (
-        dict(
-            action_low=[0.5],
-            action_high=[1.0],
-            joint_pos_indices=[0],
-            joint_vel_indices=[1],
-            joint_lower=[0.0],
-            joint_upper=[1.0],
-            joint_action_indices=[0],
-            control_period=0.1,
-        ),
-        "0 (no push) must lie inside their bounds",
-    ),
+    ({**ONE_JOINT, "control_period": None}, "control_period > 0"),
+    ({**ONE_JOINT, "joint_lower": [1.0], "joint_upper": [0.0]}, "joint_lower >= joint_upper"),
+    ({**ONE_JOINT, "joint_action_indices": [3]}, "joint_action_indices [3] out of range"),
+    ({**ONE_JOINT, "action_low": [0.5]}, "0 (no push) must lie inside their bounds"),
     (dict(action_low=[0.0], action_high=[1.0], max_dleta=[0.1]), "unknown safety config keys ['max_dleta']"),
 ]
 
@@ -344,15 +308,6 @@ def test_inconsistent_configs_are_rejected_with_a_clear_message(bad: dict, messa
 
 
 def test_observation_indices_are_checked_against_obs_dim() -> None:
-    config = SafetyConfig(
-        action_low=[-1.0],
-        action_high=[1.0],
-        joint_pos_indices=[0],
-        joint_vel_indices=[5],
-        joint_lower=[0.0],
-        joint_upper=[1.0],
-        joint_action_indices=[0],
-        control_period=0.1,
-    )
+    config = SafetyConfig(**{**ONE_JOINT, "joint_vel_indices": [5]})
     with pytest.raises(ValueError, match="joint_vel_indices .* out of range for observation dim 3"):
         SafetyFilter(config, obs_dim=3)
