@@ -44,15 +44,20 @@ class DeployedPolicy(nn.Module):
     """Single-robot policy: `forward(obs (obs_dim,)) -> action (act_dim,)`, stateful through the filter.
 
     `EnvPolicy` (normalise -> core -> scale to the action bounds) followed by the safety filter.
-    Observations are cast to float32. One robot per module: the filter's rate limiter
-    remembers one previous action, so a batch has no meaning here (use `SafetyFilter.step`).
+    With `last_action_input` the policy sees the observation followed by the filter's previous
+    output (`safe_action` after a reset), as it did in training (`sim.wrappers.LastActionObservation`);
+    the caller still passes the plain observation. Observations are cast to float32. One robot per
+    module: the filter's rate limiter remembers one previous action, so a batch has no meaning here.
     """
 
-    def __init__(self, core: nn.Module, units: EnvUnits, safety: SafetyConfig) -> None:
+    def __init__(self, core: nn.Module, units: EnvUnits, safety: SafetyConfig, last_action_input: bool = False) -> None:
         super().__init__()
-        safety.validate(obs_dim=units.obs_dim, act_dim=units.act_dim)
+        obs_dim = units.obs_dim - (units.act_dim if last_action_input else 0)
+        safety.validate(obs_dim=obs_dim, act_dim=units.act_dim)
         self.policy = EnvPolicy(core, units)
-        self.safety = SafetyFilter(safety, obs_dim=units.obs_dim)
+        self.safety = SafetyFilter(safety, obs_dim=obs_dim)
+        self.last_action_input = last_action_input
+        self.obs_dim = obs_dim
 
     @torch.jit.export
     def reset(self) -> None:
@@ -62,7 +67,15 @@ class DeployedPolicy(nn.Module):
     @torch.jit.export
     def raw_action(self, obs: Tensor) -> Tensor:
         """The policy's action before the safety filter (may be NaN if obs is)."""
-        return self.policy(obs.unsqueeze(0)).squeeze(0)
+        return self.raw_action_after(obs, self.safety.prev_action)
+
+    @torch.jit.export
+    def raw_action_after(self, obs: Tensor, last_action: Tensor) -> Tensor:
+        """The policy's action for `obs` when the filter's previous output was `last_action`."""
+        x = obs.to(torch.float32)
+        if self.last_action_input:
+            x = torch.cat([x, last_action])
+        return self.policy(x.unsqueeze(0)).squeeze(0)
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.safety(obs, self.raw_action(obs))
@@ -84,7 +97,7 @@ class StatelessDeployedPolicy(nn.Module):
     def forward(
         self, obs: Tensor, prev_action: Tensor, has_prev: Tensor, intervention_counts: Tensor
     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        raw = self.policy.raw_action(obs)
+        raw = self.policy.raw_action_after(obs, prev_action)
         return self.policy.safety.step(obs.to(torch.float32), raw, prev_action, has_prev, intervention_counts)
 
     def initial_state(self) -> Tuple[Tensor, Tensor, Tensor]:

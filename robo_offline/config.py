@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -25,9 +25,11 @@ from deploy.safety import SafetyConfig
 from robo_offline.algos import AlgoConfig, algorithm_class
 from robo_offline.algos.convert import CONTINUE_CHOICES
 from robo_offline.data.readers import FORMATS
+from robo_offline.data.replay import PROPORTIONAL
 from robo_offline.data.validation import NONFINITE_POLICIES
 from robo_offline.datagen.builtin import DEMO_SOURCES
 from robo_offline.datagen.tiers import TIERS
+from sim.rewards import KINDS as REWARD_KINDS
 
 
 def _builtin_config_dir() -> Path:
@@ -63,6 +65,7 @@ class DemoConfig:
     tier: str = "medium"  # datagen.tiers.TIERS (behaviour "tiers")
     policies: str = ""  # a shipped policy set (e.g. hopper) or a directory with a manifest.json (behaviour "tiers")
     transitions: int = 100_000  # size of a recorded tier
+    action_noise: float = 0.0  # Gaussian noise on the demonstrator's commands (half-ranges), DART-style coverage
 
 
 @dataclass
@@ -76,6 +79,9 @@ class TaskConfig:
     collect_if_missing: bool = True  # generate the built-in demos at `dataset` if it is absent
     demos: DemoConfig = field(default_factory=DemoConfig)
     eval_episodes: int = 10  # episode k seeded 10_000 + train.seed + k (sim.evaluation)
+    reward: str = "env"  # env | success | module:function (sim/rewards.py); logs are relabelled at load
+    reward_floor: float | None = None  # a lower bound of every per-step reward (env or user's), when one is known
+    observe_last_action: bool | None = None  # append the last executed action; None: where a rate limit is set
 
 
 @dataclass
@@ -105,7 +111,7 @@ class FinetuneConfig:
     env_steps: int = 20_000  # online transitions collected in total
     num_envs: int = 2  # gymnasium vector environments stepped together
     utd_ratio: int = 1  # gradient updates per collected transition
-    online_fraction: float = 0.5  # share of each batch drawn from online data
+    online_fraction: Union[float, str] = "auto"  # share of online rows, proportional, or auto (algos/convert.py)
     buffer_size: int = 1_000_000
     eval_every: int = 2_000  # env steps
     checkpoint_every: int = 5_000  # env steps
@@ -259,7 +265,13 @@ def validate(cfg: DictConfig) -> None:
     ft = cfg.finetune
     for key in ("env_steps", "num_envs", "utd_ratio", "buffer_size", "eval_every", "checkpoint_every"):
         _check(ft[key] > 0, f"finetune.{key}", "must be > 0")
-    _check(0.0 <= ft.online_fraction <= 1.0, "finetune.online_fraction", "must be in [0, 1]")
+    fraction = ft.online_fraction
+    _check(
+        fraction in ("auto", PROPORTIONAL) or (not isinstance(fraction, str) and 0.0 <= fraction <= 1.0),
+        "finetune.online_fraction",
+        f"{fraction!r} is not a number in [0, 1], auto or {PROPORTIONAL}",
+    )
+    _check(t.reward in REWARD_KINDS or ":" in t.reward, "task.reward", f"{t.reward!r} is not env|success|module:fn")
     _check_choice(ft.continue_as, CONTINUE_CHOICES, "finetune.continue_as")
     _check(0.0 < cfg.algo.gamma <= 1.0, "algo.gamma", "must be in (0, 1]")
     safety = to_object(cfg).safety

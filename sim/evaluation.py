@@ -49,12 +49,14 @@ def evaluate(
     seed: int = 0,
     wrappers: Sequence[EnvWrapper] = (),
     progress: bool = False,
+    env_reward: bool = True,
     **env_kwargs: Any,
 ) -> EvalResult:
     """Run `behaviour` for `n_episodes` episodes of `env_id`, episode k seeded `seed + k`.
 
     `wrappers` go around the task's env in order (e.g. the safety filter, as deployed). Wrap a plain
-    `obs -> action` function, or an exported policy, in `sim.behaviours.PolicyBehaviour`.
+    `obs -> action` function, or an exported policy, in `sim.behaviours.PolicyBehaviour`. `env_reward=False`
+    says a wrapper replaced the env's reward (`sim.rewards`): its returns then get no normalised score.
     """
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
@@ -65,7 +67,7 @@ def evaluate(
         episodes = rollout_episodes(env, behaviour, n_episodes, seed=seed, progress=progress, desc=f"eval {env_id}")
     finally:
         env.close()
-    return summarize(env_id, episodes, seeds=range(seed, seed + n_episodes))
+    return summarize(env_id if env_reward else None, episodes, seeds=range(seed, seed + n_episodes))
 
 
 def summarize(env_id: str | None, episodes: Sequence[Episode], seeds: Sequence[int] = ()) -> EvalResult:

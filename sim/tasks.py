@@ -12,10 +12,15 @@ PUSHER_SUCCESS_RADIUS = 0.08  # m, puck centre to goal centre in the table plane
 PUSHER_PUCK_XY, PUSHER_GOAL_XY = slice(17, 19), slice(20, 22)  # observation layout of Pusher-v4/v5
 
 
-def pusher_success(obs: np.ndarray) -> bool:
-    """Puck within PUSHER_SUCCESS_RADIUS of the goal (planar distance)."""
+def pusher_successes(obs: np.ndarray) -> np.ndarray:
+    """Puck within PUSHER_SUCCESS_RADIUS of the goal (planar distance), per row of (..., obs_dim) observations."""
     obs = np.asarray(obs)
-    return bool(np.linalg.norm(obs[PUSHER_PUCK_XY] - obs[PUSHER_GOAL_XY]) < PUSHER_SUCCESS_RADIUS)
+    return np.linalg.norm(obs[..., PUSHER_PUCK_XY] - obs[..., PUSHER_GOAL_XY], axis=-1) < PUSHER_SUCCESS_RADIUS
+
+
+def pusher_success(obs: np.ndarray) -> bool:
+    """One observation's success."""
+    return bool(pusher_successes(obs))
 
 
 class SuccessInfo(gym.Wrapper):
@@ -42,6 +47,15 @@ TASK_WRAPPERS: dict[str, Callable[[gym.Env], gym.Env]] = {
     "Pusher-v4": pusher_task,
     "Pusher-v5": pusher_task,
 }
+SUCCESS_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "Pusher-v4": pusher_successes,
+    "Pusher-v5": pusher_successes,
+}
+
+
+def success_function(env_id: str) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The task's batched success test on observations, None for tasks without one."""
+    return SUCCESS_FUNCTIONS.get(env_id)
 
 
 def apply_task_wrapper(env: gym.Env, env_id: str) -> gym.Env:

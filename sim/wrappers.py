@@ -58,6 +58,49 @@ class SafetyFilterWrapper(gym.Wrapper):
         self._last_obs = state["last_obs"].clone()
 
 
+class LastActionObservation(gym.Wrapper):
+    """Append the last executed (filtered) action to the observation: `[obs, a_prev]`, `a_prev = safe_action`
+    after a reset.
+
+    The safety filter's rate limit makes the executed action depend on the previous one; with it in the
+    observation a transition is Markov again, so a policy can imitate or evaluate it. Wraps a
+    `SafetyFilterWrapper` directly (its executed action and safe action are what the robot's filter,
+    inside the exported file, holds too).
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        if not isinstance(env, SafetyFilterWrapper):
+            raise TypeError("LastActionObservation wraps a SafetyFilterWrapper (it appends the filter's output)")
+        super().__init__(env)
+        obs_space, act_space = env.observation_space, env.action_space
+        self.observation_space = gym.spaces.Box(
+            np.concatenate([obs_space.low, act_space.low]).astype(np.float32),
+            np.concatenate([obs_space.high, act_space.high]).astype(np.float32),
+            dtype=np.float32,
+        )
+        self._initial = env.safety_filter.safe_action.numpy().astype(np.float32)
+        self._last = self._initial.copy()
+
+    def _observe(self, obs: Any) -> np.ndarray:
+        return np.concatenate([np.asarray(obs, dtype=np.float32).reshape(-1), self._last])
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self._last = self._initial.copy()
+        return self._observe(obs), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._last = np.asarray(info["executed_action"], dtype=np.float32).copy()
+        return self._observe(obs), reward, terminated, truncated, info
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last": self._last.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._last = np.asarray(state["last"], dtype=np.float32).copy()
+
+
 def with_env_bounds(config: SafetyConfig, action_space: gym.Space) -> SafetyConfig:
     """A config without bounds takes the environment's action bounds (the least a filter must enforce)."""
     if config.action_low or config.action_high:

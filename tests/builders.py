@@ -120,6 +120,7 @@ def tiny_run(
     return [
         "task=pusher",
         "safety=none",
+        "task.reward=env",  # InvertedPendulum has no success test
         *algo,
         f"task.env_id={PENDULUM}",
         f"task.dataset={data_dir}",
@@ -136,3 +137,8 @@ def tiny_run(
         "train.progress=false",
         *extra,
     ]
+
+
+def minus_one(obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+    """A reward of -1 per step with no declared floor (`task.reward=builders:minus_one`)."""
+    return -np.ones(len(obs), np.float32)

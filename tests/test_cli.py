@@ -57,6 +57,7 @@ def test_pretrain_on_a_d4rl_layout_file(tmp_path, capsys):
         "algo=iql",
         "safety=none",
         "task.env_id=InvertedPendulum-v5",
+        "task.reward=env",
         f"task.dataset={path}",
         "task.collect_if_missing=false",
         "algo.hidden_dims=[16,16]",

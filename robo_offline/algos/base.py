@@ -28,6 +28,8 @@ class Algorithm(nn.Module):
     """Losses and update rule of one method, on normalised observations and actions in [-1, 1]."""
 
     config_class: ClassVar[type[AlgoConfig]] = AlgoConfig
+    # Uses `batch.mc_returns` as a lower bound on the value (Cal-QL): runs refuse data where none is known.
+    needs_return_bound: ClassVar[bool] = False
 
     def __init__(self, cfg: AlgoConfig, obs_dim: int, act_dim: int):
         super().__init__()
@@ -46,6 +48,7 @@ class Algorithm(nn.Module):
         self.optimizers.clear()
         self.schedulers.clear()
         self.build_optimizers()
+        self.build_schedulers()
         return self
 
     # -- the part each algorithm writes -------------------------------------------------------
@@ -61,8 +64,9 @@ class Algorithm(nn.Module):
         """Deterministic policy: normalised observation (B, obs_dim) -> action in [-1, 1]."""
         raise NotImplementedError
 
-    def reward_transform(self, episode_returns: Tensor) -> tuple[float, float]:
-        """(scale, shift) applied to the dataset's rewards before training; identity by default."""
+    def reward_transform(self, episode_returns: Tensor, horizon: int, sparse: bool) -> tuple[float, float]:
+        """(scale, shift) applied to the rewards before training; identity by default. `horizon` is the env's
+        episode length, `sparse` whether the rewards are success / failure values."""
         return 1.0, 0.0
 
     def critics(self) -> tuple[nn.Module, nn.Module] | None:
@@ -89,16 +93,20 @@ class Algorithm(nn.Module):
         return True
 
     # -- shared machinery ---------------------------------------------------------------------
-    def end_schedules(self) -> None:
-        """Drop the learning-rate schedules and give each scheduled optimiser its initial rate back.
+    def learning_rate(self, optimizer: str) -> float:
+        """The configured learning rate of optimiser `optimizer` (config field `<name>_lr`)."""
+        return float(getattr(self.cfg, f"{optimizer}_lr"))
 
-        An offline schedule (IQL's cosine) ends at a learning rate of 0; continuing online with
-        it would freeze that network, so fine-tuning restarts at the configured rate.
-        """
-        for name in self.schedulers:
-            for group in self.optimizers[name].param_groups:
-                group["lr"] = group.get("initial_lr", group["lr"])
+    def restart_learning_rates(self) -> None:
+        """Every optimiser at its configured rate again, schedules restarted from it (after a user's change)."""
+        for name, opt in self.optimizers.items():
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] = self.learning_rate(name)
         self.schedulers.clear()
+        self.build_schedulers()
+
+    def build_schedulers(self) -> None:
+        """Learning-rate schedules over `total_steps` (none by default)."""
 
     @torch.no_grad()
     def act(self, obs: Tensor) -> Tensor:

@@ -28,6 +28,9 @@ class BC(Algorithm):
     def build_optimizers(self) -> None:
         self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.lr)
 
+    def learning_rate(self, optimizer: str) -> float:
+        return self.cfg.lr
+
     def update(self, batch: Batch) -> dict[str, Tensor]:
         loss = nn.functional.mse_loss(self.actor(batch.observations), batch.actions)
         self.step("actor", loss)

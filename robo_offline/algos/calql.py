@@ -28,6 +28,7 @@ class CalQLConfig(CQLConfig):
     hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
     cql_alpha: float = 5.0  # official cql_min_q_weight (offline phase)
     max_target_backup: bool = True  # official default
+    orthogonal_init: bool = True  # official conservative_sac_main (with the 1e-2 output scale and log-std offset -1)
 
 
 def calql_bound(q: Tensor, v_ref: Tensor) -> tuple[Tensor, Tensor]:
@@ -37,6 +38,7 @@ def calql_bound(q: Tensor, v_ref: Tensor) -> tuple[Tensor, Tensor]:
 
 class CalQL(CQL):
     config_class = CalQLConfig
+    needs_return_bound = True
 
     def bound_policy_q(self, q_cur: Tensor, q_next: Tensor, batch: Batch) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Lift the policy candidates' Q values to V_ref(s); log the lifted fraction as `bound_rate`."""

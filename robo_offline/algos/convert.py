@@ -9,12 +9,14 @@ has the same architecture, so online training starts from what was learned offli
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
 
 from robo_offline.algos import algorithm_class
 from robo_offline.algos.base import AlgoConfig, Algorithm
+from robo_offline.algos.nets import TanhGaussianActor
 
 ONLINE = ("calql", "cql", "sac", "iql")  # algorithms with an online update of their own
 CONTINUE_AS = {
@@ -27,6 +29,10 @@ CONTINUE_AS = {
     "bc": "calql",
 }
 CONTINUE_CHOICES = ("auto", *ONLINE)  # finetune.continue_as
+# finetune.online_fraction "auto": IQL samples its combined buffer uniformly (Kostrikov et al.'s and CORL's
+# fine-tuning); Cal-QL and CQL draw half of each batch online (the official Cal-QL runs, mixing_ratio 0.5).
+ONLINE_FRACTION = {"iql": "proportional"}
+DEFAULT_ONLINE_FRACTION = 0.5
 
 
 def target_algorithm(source: str, continue_as: str) -> str:
@@ -34,11 +40,22 @@ def target_algorithm(source: str, continue_as: str) -> str:
     return CONTINUE_AS[source] if continue_as == "auto" else continue_as
 
 
+def online_fraction(algorithm: str, configured: float | str) -> float | str:
+    """The online share of a batch for `algorithm`: `configured`, or its protocol's where that is "auto"."""
+    return ONLINE_FRACTION.get(algorithm, DEFAULT_ONLINE_FRACTION) if configured == "auto" else configured
+
+
 def converted_config(source: AlgoConfig, target: str, **overrides: Any) -> AlgoConfig:
     """`target`'s default config with the source's network widths and discount (and `overrides` it has)."""
     cfg = algorithm_class(target).config_class(hidden_dims=list(source.hidden_dims), gamma=source.gamma)
     names = {f.name for f in dataclasses.fields(cfg)}
     return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if k in names})
+
+
+# The distilled policy's std: the level where a Gaussian's entropy per dimension is SAC's target of -1
+# (0.5 log(2 pi e) + log std = -1). Maximum likelihood on a greedy teacher's actions would drive the std to its
+# clamp instead, and the temperature's start (alpha = 1) would then blow the entropy up online.
+DISTILLED_LOG_STD = -1.0 - 0.5 * math.log(2 * math.pi * math.e)
 
 
 def distill_policy(
@@ -49,15 +66,22 @@ def distill_policy(
     batch_size: int = 256,
     lr: float = 3e-4,
 ) -> float:
-    """Fit the target's stochastic actor (an online algorithm's: it has `log_prob`) to the teacher's greedy
-    actions by maximum likelihood; returns the last loss."""
+    """Fit the target's stochastic actor to the teacher's greedy actions; returns the last loss.
+
+    A tanh-Gaussian actor (Cal-QL, CQL, SAC) regresses its mean onto the teacher's action and its log-std onto
+    `DISTILLED_LOG_STD`; other actors (IQL's fixed-std Gaussian) maximise the teacher action's likelihood.
+    """
     opt = torch.optim.Adam(target.actor.parameters(), lr=lr)
     loss = torch.zeros(())
     for _ in range(steps):
         obs = observations[torch.randint(0, len(observations), (batch_size,), device=observations.device)]
         with torch.no_grad():
             act = teacher(obs).clamp(-0.999, 0.999)
-        loss = -target.actor.log_prob(obs, act).mean()
+        if isinstance(target.actor, TanhGaussianActor):
+            mu, log_std = target.actor.heads(obs)
+            loss = (torch.tanh(mu) - act).pow(2).mean() + (log_std - DISTILLED_LOG_STD).pow(2).mean()
+        else:
+            loss = -target.actor.log_prob(obs, act).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -48,6 +48,9 @@ class CQLConfig(SACConfig):
     max_target_backup: bool = False  # target: max over N next-state policy actions of min_i Q_i
     backup_entropy: bool = False  # subtract alpha * log pi(a'|s') in the target (off in CQL)
     bc_steps: int = 0  # actor trained by maximum likelihood for the first bc_steps updates
+    # Initialisation of the official code (young-geng/CQL): output layers shrunk by 1e-2, policy log-std offset -1.
+    output_init_scale: float | None = 1e-2
+    policy_log_std_offset: float | None = -1.0
     reward_scale: float = 1.0  # r * reward_scale + reward_bias (e.g. 10 / -5 for sparse antmaze)
     reward_bias: float = 0.0
 
@@ -97,7 +100,10 @@ class CQL(SAC):
         if self.cfg.lagrange:
             self.optimizers["alpha_prime"] = torch.optim.Adam([self.log_alpha_prime], lr=self.cfg.critic_lr)
 
-    def reward_transform(self, episode_returns: Tensor) -> tuple[float, float]:
+    def learning_rate(self, optimizer: str) -> float:
+        return self.cfg.critic_lr if optimizer == "alpha_prime" else super().learning_rate(optimizer)
+
+    def reward_transform(self, episode_returns: Tensor, horizon: int, sparse: bool) -> tuple[float, float]:
         return self.cfg.reward_scale, self.cfg.reward_bias
 
     # -- update -------------------------------------------------------------------------------

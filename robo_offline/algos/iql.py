@@ -18,7 +18,8 @@ from robo_offline.algos.base import ActorCritic, AlgoConfig
 from robo_offline.algos.nets import Critic, FixedStdGaussianActor, ValueFunction, soft_update
 from robo_offline.data import Batch
 
-REWARD_NORMS = ("iql", "none")
+REWARD_NORMS = ("auto", "iql", "antmaze", "none")
+ACTOR_SCHEDULES = ("cosine", "constant")
 
 
 @dataclass
@@ -34,7 +35,13 @@ class IQLConfig(AlgoConfig):
     max_weight: float = 100.0  # clip of exp(beta * A)
     tau: float = 0.005  # Polyak rate of the target critic
     n_critics: int = 2
-    reward_norm: str = "iql"  # iql: r * 1000 / (max - min episode return) (dense rewards) | none
+    # auto: "iql" for dense rewards, "none" for sparse (success) rewards, as the paper treats locomotion and
+    # the rest; iql: r * horizon / (max - min episode return), horizon = the env's episode length (1000 for
+    # D4RL locomotion, the paper's constant); antmaze: r - 1 (the paper's AntMaze rule); none
+    reward_norm: str = "auto"
+    # cosine decay over the run (the paper's locomotion config) | constant (its fine-tuning config: no decay);
+    # fine-tuning continues whichever schedule ran offline, with no step in the learning rate
+    actor_schedule: str = "cosine"
 
 
 def expectile_loss(diff: Tensor, expectile: float) -> Tensor:
@@ -54,7 +61,7 @@ def weighted_nll(log_prob: Tensor, weights: Tensor) -> Tensor:
 
 
 def iql_reward_scale(episode_returns: Tensor, horizon: float = 1000.0) -> float:
-    """1000 / (max - min episode return): puts dense-reward tasks on one scale, as the paper does."""
+    """horizon / (max - min episode return): puts dense-reward tasks on one scale, as the paper does."""
     returns = torch.as_tensor(episode_returns, dtype=torch.float64)
     spread = float(returns.max() - returns.min()) if returns.numel() else 0.0
     return horizon / spread if spread > 0 else 1.0
@@ -67,6 +74,8 @@ class IQL(ActorCritic):
         super().__init__(cfg, obs_dim, act_dim)
         if cfg.reward_norm not in REWARD_NORMS:
             raise ValueError(f"algo.reward_norm must be one of {REWARD_NORMS}, got {cfg.reward_norm!r}")
+        if cfg.actor_schedule not in ACTOR_SCHEDULES:
+            raise ValueError(f"algo.actor_schedule must be one of {ACTOR_SCHEDULES}, got {cfg.actor_schedule!r}")
         self.actor = FixedStdGaussianActor(obs_dim, act_dim, cfg.hidden_dims)
         self.critic = Critic(obs_dim, act_dim, cfg.hidden_dims, cfg.n_critics)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -77,12 +86,20 @@ class IQL(ActorCritic):
         self.optimizers["value"] = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
         self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.schedulers["actor"] = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizers["actor"], T_max=max(self.total_steps, 1)
-        )
 
-    def reward_transform(self, episode_returns: Tensor) -> tuple[float, float]:
-        return (iql_reward_scale(episode_returns), 0.0) if self.cfg.reward_norm == "iql" else (1.0, 0.0)
+    def build_schedulers(self) -> None:
+        if self.cfg.actor_schedule == "cosine":
+            self.schedulers["actor"] = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizers["actor"], T_max=max(self.total_steps, 1)
+            )
+
+    def reward_transform(self, episode_returns: Tensor, horizon: int, sparse: bool) -> tuple[float, float]:
+        norm = self.cfg.reward_norm
+        if norm == "auto":
+            norm = "none" if sparse else "iql"
+        if norm == "iql":
+            return iql_reward_scale(episode_returns, horizon), 0.0
+        return (1.0, -1.0) if norm == "antmaze" else (1.0, 0.0)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         cfg = self.cfg

@@ -46,8 +46,8 @@ class EnsembleLinear(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # Same distribution as nn.Linear's default, member by member.
-        # Same distribution as nn.Linear's default (kaiming_uniform with a=sqrt(5)): U(-1/sqrt(in), 1/sqrt(in)).
+        # Same distribution as nn.Linear's default (kaiming_uniform with a=sqrt(5)): U(-1/sqrt(in), 1/sqrt(in)),
+        # member by member.
         bound = 1.0 / math.sqrt(self.weight.shape[1])
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
@@ -140,36 +140,49 @@ class FixedStdGaussianActor(nn.Module):
 
 
 class TanhGaussianActor(nn.Module):
-    """SAC's squashed Gaussian: a = tanh(u), u ~ N(mu(s), sigma(s)) (CQL, Cal-QL, SAC)."""
+    """SAC's squashed Gaussian: a = tanh(u), u ~ N(mu(s), sigma(s)) (CQL, Cal-QL, SAC).
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)):
+    With `log_std_offset` the log-std head is `multiplier * head + offset`, both learnable scalars
+    starting at 1 and `log_std_offset` (the official CQL / Cal-QL policy: offset -1, so the initial
+    std is about 0.37 rather than 1).
+    """
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), log_std_offset: float | None = None
+    ):
         super().__init__()
         self.net = mlp(obs_dim, 2 * act_dim, hidden)  # mean and log-std heads in one matmul
+        if log_std_offset is not None:
+            self.log_std_multiplier = nn.Parameter(torch.ones(()))
+            self.log_std_offset = nn.Parameter(torch.tensor(float(log_std_offset)))
 
-    def _heads(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+    def heads(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, log-std) of the Gaussian before the tanh."""
         mu, log_std = self.net(obs).chunk(2, dim=-1)
+        if hasattr(self, "log_std_offset"):
+            log_std = self.log_std_multiplier * log_std + self.log_std_offset
         return mu, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Reparameterised sample and its log-probability (tanh change of variables)."""
-        mu, log_std = self._heads(obs)
+        mu, log_std = self.heads(obs)
         return _squashed_sample(mu, log_std, mu.shape)
 
     def sample_n(self, obs: Tensor, n: int) -> tuple[Tensor, Tensor]:
         """n samples per state from one forward pass: actions (n, B, act_dim), log-probs (n, B)."""
-        mu, log_std = self._heads(obs)
+        mu, log_std = self.heads(obs)
         return _squashed_sample(mu, log_std, (n, *mu.shape))
 
     def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
         """Log-probability of given actions in [-1, 1] (clipped away from +-1 for finiteness)."""
-        mu, log_std = self._heads(obs)
+        mu, log_std = self.heads(obs)
         act = act.clamp(-1 + 1e-6, 1 - 1e-6)
         u = torch.atanh(act)
         log_prob = Normal(mu, log_std.exp(), validate_args=False).log_prob(u).sum(-1)
         return log_prob - torch.log1p(-act.pow(2) + 1e-6).sum(-1)
 
     def forward(self, obs: Tensor) -> Tensor:
-        """Deterministic action: tanh of the mean (no `_heads`: its module-level clamp bounds do not script)."""
+        """Deterministic action: tanh of the mean (no `heads`: its module-level clamp bounds do not script)."""
         return torch.tanh(self.net(obs).chunk(2, dim=-1)[0])
 
 
@@ -182,6 +195,25 @@ def _squashed_sample(mu: Tensor, log_std: Tensor, shape: Sequence[int]) -> tuple
     log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
     log_prob = log_prob - (2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))).sum(-1)
     return torch.tanh(u), log_prob
+
+
+def official_init_(module: nn.Module, orthogonal: bool, output_scale: float = 1e-2) -> nn.Module:
+    """The official CQL / Cal-QL initialisation of an MLP (`mlp` or `EnsembleMLP`): with `orthogonal`, hidden
+    weights orthogonal with gain sqrt(2) and the output layer orthogonal with gain `output_scale`; without, the
+    default hidden init and an output layer shrunk by `output_scale`; biases zero either way. A critic then
+    starts near Q = 0 and a policy near the action box's centre."""
+    layers = [m for m in module.modules() if isinstance(m, (nn.Linear, EnsembleLinear))]
+    for i, layer in enumerate(layers):
+        last = i == len(layers) - 1
+        with torch.no_grad():
+            weights = layer.weight if isinstance(layer, EnsembleLinear) else layer.weight.unsqueeze(0)
+            for w in weights:  # one ensemble member (or the single layer) at a time
+                if orthogonal:
+                    nn.init.orthogonal_(w, gain=output_scale if last else math.sqrt(2.0))
+                elif last:
+                    w.mul_(output_scale)
+            layer.bias.zero_()
+    return module
 
 
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from robo_offline.algos.base import ActorCritic, AlgoConfig
-from robo_offline.algos.nets import Critic, TanhGaussianActor, frozen, soft_update
+from robo_offline.algos.nets import Critic, TanhGaussianActor, frozen, official_init_, soft_update
 from robo_offline.data import Batch
 
 
@@ -27,6 +27,9 @@ class SACConfig(AlgoConfig):
     alpha_lr: float = 3e-4
     tau: float = 0.005
     n_critics: int = 2
+    orthogonal_init: bool = False  # see nets.official_init_ (CQL / Cal-QL's settings)
+    output_init_scale: float | None = None  # None: PyTorch's default initialisation
+    policy_log_std_offset: float | None = None  # None: the plain log-std head
 
 
 def entropy_temperature_loss(log_alpha: Tensor, log_pi: Tensor, target_entropy: float) -> Tensor:
@@ -51,8 +54,11 @@ class SAC(ActorCritic):
 
     def __init__(self, cfg: SACConfig, obs_dim: int, act_dim: int):
         super().__init__(cfg, obs_dim, act_dim)
-        self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden_dims)
+        self.actor = TanhGaussianActor(obs_dim, act_dim, cfg.hidden_dims, cfg.policy_log_std_offset)
         self.critic = Critic(obs_dim, act_dim, cfg.hidden_dims, cfg.n_critics)
+        if cfg.output_init_scale is not None:
+            official_init_(self.actor.net, cfg.orthogonal_init, cfg.output_init_scale)
+            official_init_(self.critic.net, cfg.orthogonal_init, cfg.output_init_scale)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = nn.Parameter(torch.zeros(()))
         self.target_entropy = -float(act_dim)

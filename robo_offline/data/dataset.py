@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -14,13 +14,14 @@ from deploy.units import EnvUnits
 from robo_offline.data.errors import DatasetError
 from robo_offline.data.hdf5_io import as_bool
 from robo_offline.data.raw import RawTransitions, concat_episodes
-from robo_offline.data.returns import compute_mc_returns
+from robo_offline.data.returns import compute_mc_returns, lower_bound_returns
 from robo_offline.data.validation import handle_nonfinite
 
 if TYPE_CHECKING:
     from sim.episode import Episode
 
 EPISODES_SOURCE = "<episodes>"
+RewardFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (obs, action, next_obs) -> rewards
 
 
 class Batch(NamedTuple):
@@ -175,7 +176,10 @@ class TransitionDataset:
 
         A `generator` must live on the same device as the dataset.
         """
-        index = torch.randint(self.n_transitions, (batch_size,), device=self.device, generator=generator)
+        return self.gather(torch.randint(self.n_transitions, (batch_size,), device=self.device, generator=generator))
+
+    def gather(self, index: Tensor) -> Batch:
+        """The rows at `index` (a device tensor) as a batch."""
         return Batch(
             self.observations.index_select(0, index),
             self.actions.index_select(0, index),
@@ -196,13 +200,47 @@ class TransitionDataset:
         totals = torch.zeros(self.n_episodes, dtype=dtype, device=self.device)
         return totals.index_add_(0, self.episode_ids, self.rewards.to(dtype)).float()
 
-    def transformed(self, units: EnvUnits) -> TransitionDataset:
+    def relabelled(self, reward: RewardFn, name: str) -> TransitionDataset:
+        """Rewards recomputed as `reward(obs, action, next_obs)` (batched numpy), MC returns with them.
+
+        The log on disk is untouched; `metadata["reward"]` records which reward the rows carry.
+        """
+        obs, act, nxt = (t.cpu().numpy() for t in (self.observations, self.actions, self.next_observations))
+        rewards = np.asarray(reward(obs, act, nxt), dtype=np.float32).reshape(-1)
+        if rewards.shape != (self.n_transitions,):
+            raise ValueError(f"reward {name!r} gave {rewards.shape[0]} values for {self.n_transitions} transitions")
+        rewards_t = torch.from_numpy(rewards).to(self.device)
+        return self._replace(
+            rewards=rewards_t, mc_returns=self._mc_returns_of(rewards_t), metadata={**self.metadata, "reward": name}
+        )
+
+    def with_last_actions(self, initial: Tensor | np.ndarray) -> TransitionDataset:
+        """Observations followed by the episode's previous executed action (`initial` on its first step).
+
+        `next_observations` end with the row's own action, so a transition stays consistent with
+        the online observation of `sim.wrappers.LastActionObservation`.
+        """
+        initial = torch.as_tensor(initial, dtype=torch.float32, device=self.device).reshape(1, self.act_dim)
+        first = torch.ones(self.n_transitions, dtype=torch.bool, device=self.device)
+        first[1:] = self.episode_ids[1:] != self.episode_ids[:-1]
+        previous = torch.cat([initial, self.actions[:-1]])
+        previous = torch.where(first.unsqueeze(1), initial, previous)
+        metadata = {**self.metadata, "last_action_in_observation": True}
+        return self._replace(
+            observations=torch.cat([self.observations, previous], dim=1),
+            next_observations=torch.cat([self.next_observations, self.actions], dim=1),
+            metadata=metadata,
+        )
+
+    def transformed(self, units: EnvUnits, reward_floor: float | None = None) -> TransitionDataset:
         """A new dataset in training units: `units` applied to observations, actions and rewards.
 
         Observations and next observations are normalised, actions mapped to [-1, 1] (clamped,
         so values within the loader's 1e-6 bound tolerance stay inside) and rewards mapped
-        affinely, with MC returns recomputed from them. The transform is appended to
-        `metadata["transforms"]`.
+        affinely. `mc_returns` become the lower-bound return-to-go of the training rewards
+        (`lower_bound_returns`: after a timeout every later reward at `reward_floor`, in env units;
+        `metadata["mc_lower_bound"]` says whether a bound was known). The transform is appended
+        to `metadata["transforms"]`.
         """
         if units.obs_dim != self.obs_dim or units.act_dim != self.act_dim:
             raise ValueError(
@@ -211,11 +249,15 @@ class TransitionDataset:
             )
         if units.obs_mean.device != self.device:
             units = copy.deepcopy(units).to(self.device)  # Module.to would move the caller's
-        rewards, mc_returns = self.rewards, self.mc_returns
-        if float(units.reward_scale) != 1.0 or float(units.reward_shift) != 0.0:
-            rewards = units.reward(self.rewards)
-            mc_returns = self._mc_returns_of(rewards)
-        metadata = {**self.metadata, "transforms": [*self.metadata.get("transforms", []), units.describe()]}
+        scale, shift = float(units.reward_scale), float(units.reward_shift)
+        rewards = units.reward(self.rewards) if (scale, shift) != (1.0, 0.0) else self.rewards
+        floor = None if reward_floor is None or scale <= 0 else reward_floor * scale + shift
+        mc_returns, valid = self._lower_bound_returns(rewards, floor)
+        metadata = {
+            **self.metadata,
+            "transforms": [*self.metadata.get("transforms", []), units.describe()],
+            "mc_lower_bound": valid,
+        }
         return self._replace(
             observations=units.obs(self.observations),
             next_observations=units.obs(self.next_observations),
@@ -236,6 +278,12 @@ class TransitionDataset:
             gamma=self.gamma,
             n_episodes=self._n_episodes,
         )
+
+    def _lower_bound_returns(self, rewards: Tensor, floor: float | None) -> tuple[Tensor, bool]:
+        """`lower_bound_returns` of new rewards, on the host (a one-off, not a training-loop op)."""
+        terminals, timeouts = (self.terminals > 0).cpu().numpy(), (self.timeouts > 0).cpu().numpy()
+        returns, valid = lower_bound_returns(rewards.cpu().numpy(), terminals, timeouts, self.gamma, floor)
+        return torch.from_numpy(returns).to(self.device), valid
 
     def _mc_returns_of(self, rewards: Tensor) -> Tensor:
         """MC returns for new rewards; computed on the host (a one-off, not a training-loop op)."""

@@ -1,4 +1,13 @@
-"""Discounted Monte-Carlo return-to-go, vectorised over the whole dataset."""
+"""Discounted Monte-Carlo return-to-go, vectorised over the whole dataset, and the tails that make it a bound.
+
+A time limit cuts an episode whose value goes on: the sum of the rewards up to the cut is then
+neither the value nor, with negative rewards, a lower bound on it. `lower_bound_returns` adds
+the worst possible continuation (every later reward at the floor), which is what Cal-QL's
+reference value needs; with a sparse failure reward this is the official code's rule for failed
+episodes (failure / (1 - gamma)). `continued_returns` extends each cut episode with its last
+reward, an estimate of the infinite-horizon return that a critic bootstrapped through time
+limits predicts (the official code's infinite-horizon mode; used for calibration).
+"""
 
 from __future__ import annotations
 
@@ -53,6 +62,49 @@ def compute_mc_returns(
         running += values[j]
         values[j] = running
     return _rows_as_blocks(values, n)
+
+
+def lower_bound_returns(
+    rewards: np.ndarray, terminals: np.ndarray, timeouts: np.ndarray, gamma: float, floor: float | None
+) -> tuple[np.ndarray, bool]:
+    """(G, valid): the return-to-go plus, after every timeout, `floor` on every later step.
+
+    `floor` bounds every per-step reward from below (None: unknown). A non-negative floor adds
+    nothing (the plain sum is then a lower bound); an unknown floor is taken as 0 when no reward
+    is negative, and otherwise `valid` is False: no lower bound is known for these episodes.
+    """
+    rewards = np.asarray(rewards, dtype=np.float32).reshape(-1)
+    terminals, timeouts = np.asarray(terminals, dtype=bool), np.asarray(timeouts, dtype=bool)
+    cut = timeouts & ~terminals
+    if floor is None:
+        floor = 0.0 if not cut.any() or rewards.min(initial=0.0) >= 0 else None
+    if floor is None:
+        return compute_mc_returns(rewards, terminals, timeouts, gamma), False
+    if floor >= 0 or not cut.any():
+        return compute_mc_returns(rewards, terminals, timeouts, gamma), True
+    if gamma >= 1.0:
+        return compute_mc_returns(rewards, terminals, timeouts, gamma), False  # no finite bound on the tail
+    return _with_tail(rewards, terminals, timeouts, gamma, np.full(rewards.shape, floor)), True
+
+
+def continued_returns(rewards: np.ndarray, terminals: np.ndarray, timeouts: np.ndarray, gamma: float) -> np.ndarray:
+    """The return-to-go with each time-limited episode's last reward continued forever after its cut."""
+    rewards = np.asarray(rewards, dtype=np.float32).reshape(-1)
+    if gamma >= 1.0:
+        raise ValueError("continued returns need gamma < 1")
+    return _with_tail(rewards, np.asarray(terminals, bool), np.asarray(timeouts, bool), gamma, rewards)
+
+
+def _with_tail(
+    rewards: np.ndarray, terminals: np.ndarray, timeouts: np.ndarray, gamma: float, tail_reward: np.ndarray
+) -> np.ndarray:
+    """G_t plus gamma^(T - t + 1) * tail_reward[T] / (1 - gamma) for rows t of an episode cut at row T."""
+    ends = terminals | timeouts
+    ends[-1] = True
+    cut = ends & ~terminals
+    start = np.where(cut, gamma * tail_reward.astype(np.float64) / (1.0 - gamma), 0.0)
+    tail = reverse_linear_scan(start, np.where(ends, 0.0, gamma))
+    return (compute_mc_returns(rewards, terminals, ends, gamma) + tail).astype(np.float32)
 
 
 def reverse_linear_scan(a: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -93,10 +93,15 @@ def ensure_builtin_demos(task, safety: SafetyConfig | None = None, progress: boo
             quality=quality,
             safety=safety,
             progress=progress,
+            action_noise=demos.action_noise,
         )
         episodes += batch
         qualities += [str(quality)] * len(batch)
-    meta = {"qualities": list(map(str, demos.qualities)), "episode_quality": qualities}
+    meta = {
+        "qualities": list(map(str, demos.qualities)),
+        "episode_quality": qualities,
+        "action_noise": demos.action_noise,
+    }
     partial = path.with_name(path.name + ".partial")  # an interrupted write never looks like a dataset
     shutil.rmtree(partial, ignore_errors=True)
     write_demo_log(

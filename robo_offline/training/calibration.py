@@ -2,7 +2,9 @@
 
 Cal-QL's promise is a critic that neither over- nor underestimates the policy's value; this
 measures it on evaluation episodes (Q of the executed actions against their discounted
-Monte-Carlo return, both in training reward units).
+Monte-Carlo return, both in training reward units). The critic bootstraps through time limits,
+so it predicts an infinite-horizon value: an episode cut by its time limit is continued with its
+last reward (`continued_returns`, the official Cal-QL code's infinite-horizon mode).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 
 from deploy.units import EnvUnits
 from robo_offline.algos import Algorithm
-from robo_offline.data.returns import compute_mc_returns
+from robo_offline.data.returns import continued_returns
 from sim.episode import Episode
 
 
@@ -28,11 +30,14 @@ def calibration(algo: Algorithm, units: EnvUnits, episodes: Sequence[Episode], g
     q = algo.q_values(obs, act)
     if q is None:
         return {}
-    # One episode per call: its last step always ends the sum, so no other episode end is marked.
     mc = np.concatenate(
-        [
-            compute_mc_returns(to_unit.reward(e.rewards), e.terminations, np.zeros(e.length, dtype=bool), gamma)
-            for e in episodes
-        ]
+        [continued_returns(to_unit.reward(e.rewards), e.terminations, _cut(e), gamma) for e in episodes]
     )
     return {"q_estimate": float(q.mean()), "mc_return": float(mc.mean())}
+
+
+def _cut(episode: Episode) -> np.ndarray:
+    """The episode's time-limit cut: its last step, unless that step terminated it."""
+    cut = np.zeros(episode.length, dtype=bool)
+    cut[-1] = not bool(episode.terminations[-1])
+    return cut

@@ -6,6 +6,7 @@ Pretraining, fine-tuning and export assemble their runs from here, so a run is b
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from deploy.policy_module import EnvPolicy
 from deploy.units import EnvUnits
 from robo_offline import config as config_lib
 from robo_offline.algos import Algorithm, algorithm_class
+from robo_offline.config import ConfigError
 from robo_offline.data import TransitionDataset, load_dataset
 from robo_offline.datagen.builtin import ensure_task_data
 from robo_offline.training.calibration import calibration
@@ -26,7 +28,8 @@ from robo_offline.training.rng import seed_everything
 from sim.behaviours import PolicyBehaviour
 from sim.envs import make_env
 from sim.evaluation import evaluate
-from sim.wrappers import SafetyFilterWrapper
+from sim.rewards import RelabelReward, RewardSpec, resolve_reward
+from sim.wrappers import LastActionObservation, SafetyFilterWrapper, with_env_bounds
 
 EVAL_SEED = 10_000  # evaluation seeds start here (plus train.seed), far from the data's and the collectors'
 
@@ -56,14 +59,25 @@ class RunContext:
     raw_dataset: TransitionDataset | None  # as loaded, on the CPU
     algo: Algorithm
     units: EnvUnits  # env units <-> training units, on `device`
+    reward: RewardSpec  # what the run optimises (task.reward), offline and online alike
+    last_action: bool  # the policy observes the last executed action after the observation
 
     def env_policy(self) -> EnvPolicy:
         """The algorithm's deterministic policy in environment units (no safety filter: the env wrapper has it)."""
         return EnvPolicy(self.algo.policy(), self.units)
 
-    def safety_wrappers(self) -> list:
+    def env_wrappers(self) -> list:
+        """Around the task's env, in order: the run's reward, the safety filter, the last-action observation."""
         safety = config_lib.to_object(self.cfg).safety
-        return [lambda env: SafetyFilterWrapper(env, safety)]
+        reward = [lambda env: RelabelReward(env, self.reward)] if self.reward.relabels else []
+        last_action = [LastActionObservation] if self.last_action else []
+        return [*reward, lambda env: SafetyFilterWrapper(env, safety), *last_action]
+
+    @property
+    def reward_floor(self) -> float | None:
+        """The reward floor in training units (None: unknown)."""
+        scale, shift = float(self.units.reward_scale), float(self.units.reward_shift)
+        return None if self.reward.floor is None or scale <= 0 else self.reward.floor * scale + shift
 
     @property
     def eval_seed(self) -> int:
@@ -78,7 +92,8 @@ class RunContext:
             task.env_id,
             n_episodes=task.eval_episodes,
             seed=self.eval_seed,
-            wrappers=self.safety_wrappers(),
+            wrappers=self.env_wrappers(),
+            env_reward=not self.reward.relabels,
         )
         return {
             **result.metrics(),
@@ -93,6 +108,8 @@ class RunContext:
             "obs_dim": self.algo.obs_dim,
             "act_dim": self.algo.act_dim,
             "units": {k: v.cpu() for k, v in self.units.state_dict().items()},
+            "reward": self.reward.name,
+            "last_action_input": self.last_action,
             "env_id": self.cfg.task.env_id,
             "config": config_lib.as_dict(self.cfg),
         }
@@ -113,6 +130,18 @@ def checkpoint_units(state: dict[str, Any], path: Path) -> EnvUnits:
     return EnvUnits(norm["mean"], norm["std"], bounds["low"], bounds["high"], reward["scale"], reward["shift"])
 
 
+def check_units(stored: EnvUnits, current: EnvUnits, path: Path, changed: Sequence[str] = ()) -> None:
+    """The run's transform recomputed from its config and data must be the one its checkpoint was trained in."""
+    current = current.cpu()
+    differ = [k for k, v in stored.state_dict().items() if not torch.allclose(v.cpu(), current.state_dict()[k])]
+    if differ:
+        hint = f" (the config changed algo keys {list(changed)})" if changed else ""
+        raise ConfigError(
+            f"{path}: the checkpoint's {differ} differ from what the config and data give now{hint}; continue "
+            "with the dataset, reward and algorithm settings the run was trained with"
+        )
+
+
 def load_task_dataset(cfg: DictConfig, env=None) -> TransitionDataset:
     """Load the task's dataset, generating the built-in demos first where the task allows it."""
     task = cfg.task
@@ -130,25 +159,57 @@ def load_task_dataset(cfg: DictConfig, env=None) -> TransitionDataset:
     )
 
 
+def run_reward(cfg: DictConfig) -> RewardSpec:
+    try:
+        return resolve_reward(cfg.task.reward, cfg.task.env_id, cfg.task.reward_floor)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def observes_last_action(cfg: DictConfig) -> bool:
+    """`task.observe_last_action`, by default on exactly where the safety filter limits the action's rate."""
+    if cfg.task.observe_last_action is not None:
+        return bool(cfg.task.observe_last_action)
+    return config_lib.to_object(cfg).safety.max_delta is not None
+
+
 def build_context(cfg: DictConfig, run_dir: Path, total_steps: int, with_data: bool = True) -> RunContext:
     """Seeded algorithm, set up for `total_steps` updates, and the transformed dataset (`with_data=False`:
-    online training from scratch, no dataset)."""
+    online training from scratch, no dataset).
+
+    The logged dataset becomes training data in three steps: its rewards relabelled with the run's
+    reward, its observations extended by the last executed action (where the policy observes it), then
+    `EnvUnits` (normalisation, action scaling, the algorithm's reward transform).
+    """
     train = cfg.train
     if train.threads:
         torch.set_num_threads(train.threads)
     seed_everything(train.seed)
     device = resolve_device(train.device)
+    reward, last_action = run_reward(cfg), observes_last_action(cfg)
     env = make_env(cfg.task.env_id)
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    act_dim = env.action_space.shape[0]
+    obs_dim = env.observation_space.shape[0] + (act_dim if last_action else 0)
+    horizon = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else 1000
+    safe_action = with_env_bounds(config_lib.to_object(cfg).safety, env.action_space).resolved_safe_action()
     raw = load_task_dataset(cfg, env) if with_data else None
     env.close()
     algo = algorithm_class(cfg.algo.name)(config_lib.to_object(cfg).algo, obs_dim, act_dim)
     units = EnvUnits.identity(obs_dim, low, high)
     data = None
     if raw is not None:
-        mean, std = raw.observation_stats() if train.normalize_observations else (units.obs_mean, units.obs_std)
-        units = EnvUnits(mean, std, low, high, *algo.reward_transform(raw.episode_returns()))
-        data = raw.transformed(units).to(device)
+        logged = raw.relabelled(reward, reward.name) if reward.relabels else raw
+        logged = logged.with_last_actions(torch.tensor(safe_action)) if last_action else logged
+        mean, std = logged.observation_stats() if train.normalize_observations else (units.obs_mean, units.obs_std)
+        scale, shift = algo.reward_transform(logged.episode_returns(), horizon=horizon, sparse=reward.sparse)
+        units = EnvUnits(mean, std, low, high, scale, shift)
+        data = logged.transformed(units, reward.floor).to(device)
+        if algo.needs_return_bound and not data.metadata["mc_lower_bound"]:
+            raise ConfigError(
+                f"{cfg.algo.name}: its reference value must be a lower bound on the return, and the data has "
+                f"time-limited episodes with negative {reward.name!r} rewards but no known floor; set "
+                "task.reward_floor (a lower bound of every per-step reward) or use task.reward=success"
+            )
     algo.to(device).setup(total_steps, train.grad_clip)
-    return RunContext(cfg, run_dir, device, data, raw, algo, units.to(device))
+    return RunContext(cfg, run_dir, device, data, raw, algo, units.to(device), reward, last_action)

@@ -65,8 +65,11 @@ def export_run(
     env = make_env(state["env_id"])
     safety = with_env_bounds(config_lib.to_object(cfg).safety, env.action_space)
     env.close()
+    last_action = bool(state.get("last_action_input", False))  # absent from checkpoints before the option
+    obs_dim = units.obs_dim - (units.act_dim if last_action else 0)
     metadata = {
         "algorithm": state["algo_name"],
+        "reward": state.get("reward", "env"),
         "env_id": state["env_id"],
         "training_step": int(state["step"]),
         "training_config": config_lib.as_dict(cfg),
@@ -79,8 +82,9 @@ def export_run(
         safety=safety,
         metadata=metadata,
         path=Path(out) if out else run_dir / "export" / "policy",
-        check_observations=check_observations(cfg, units.obs_mean, units.obs_std),
+        check_observations=check_observations(cfg, units.obs_mean[:obs_dim], units.obs_std[:obs_dim]),
         formats=formats,
+        last_action_input=last_action,
     )
 
 

@@ -23,15 +23,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from robo_offline import config as config_lib
 from robo_offline.algos import Algorithm
-from robo_offline.algos.convert import convert, converted_config, target_algorithm
+from robo_offline.algos.convert import convert, converted_config, online_fraction, target_algorithm
 from robo_offline.config import ConfigError
 from robo_offline.data.replay import MixedSampler, ReplayBuffer
 from robo_offline.training.checkpoint import load_checkpoint
 from robo_offline.training.collector import OnlineCollector
 from robo_offline.training.trainer import LoopConfig, Trainer
-from robo_offline.workflows.context import RunContext, build_context, checkpoint_units, new_run_dir
+from robo_offline.workflows.context import RunContext, build_context, check_units, checkpoint_units, new_run_dir
 from sim.envs import make_vector_env
-from sim.wrappers import SafetyFilterWrapper
 
 
 def online_run_config(source_dir: Path, overrides: list[str]) -> DictConfig:
@@ -51,15 +50,15 @@ def finetune(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, d
     ctx = build_context(cfg, run_dir, total_steps=updates, with_data=bool(ft.source))
     run_dir.mkdir(parents=True, exist_ok=True)
     if ft.source and not resume:  # a resumed run's checkpoint already holds the (converted) algorithm
-        _load_offline(ctx, Path(ft.source))
+        changed = _load_offline(ctx, Path(ft.source))
         target = target_algorithm(ctx.algo.cfg.name, ft.continue_as)
         if target != ctx.algo.cfg.name:
-            target_cfg = converted_config(ctx.algo.cfg, target, **_online_alpha(ft))
+            carried = {k: getattr(ctx.algo.cfg, k) for k in changed} | _online_alpha(ft) | _reward_of(ctx)
+            target_cfg = converted_config(ctx.algo.cfg, target, **carried)
             ctx.algo = convert(ctx.algo, target_cfg, ctx.dataset.observations, ft.distill_steps)
             ctx.algo.setup(updates, cfg.train.grad_clip)
             cfg = _with_algo(cfg, ctx.algo)
     ctx.cfg = cfg
-    ctx.algo.end_schedules()  # offline schedules (IQL's cosine to 0) have run their course
     config_lib.save(cfg, run_dir / "config.yaml")
     return ctx, _run_online(ctx, cfg, run_dir, resume)
 
@@ -67,22 +66,22 @@ def finetune(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, d
 def _run_online(ctx: RunContext, cfg: DictConfig, run_dir: Path, resume: Path | None) -> dict[str, Any]:
     ft, train = cfg.finetune, cfg.train
     algo = ctx.algo
-    safety = config_lib.to_object(cfg).safety
     envs = make_vector_env(
         cfg.task.env_id,
         ft.num_envs,
         seed=ft.seed,
-        wrappers=[lambda e: SafetyFilterWrapper(e, safety)],
+        wrappers=ctx.env_wrappers(),  # the run's reward, the safety filter, the last-action observation
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
     # No more rows than the run can collect: its budget plus room for one unfinished 1000-step episode per env.
     capacity = min(ft.buffer_size, ft.env_steps + 1000 * ft.num_envs)
-    buffer = ReplayBuffer(capacity, algo.obs_dim, algo.act_dim, cfg.algo.gamma, ctx.device)
+    buffer = ReplayBuffer(capacity, algo.obs_dim, algo.act_dim, cfg.algo.gamma, ctx.device, ctx.reward_floor)
     collector = OnlineCollector(
         envs, buffer, ctx.units, lambda o: _explore(algo, o, collector.env_steps, ft.random_steps), ctx.device, ft.seed
     )
     generator = torch.Generator(device=ctx.device).manual_seed(train.seed)
-    sampler = MixedSampler(ctx.dataset, buffer, train.batch_size, ft.online_fraction if ft.source else 1.0, generator)
+    fraction = online_fraction(algo.cfg.name, ft.online_fraction) if ft.source else 1.0
+    sampler = MixedSampler(ctx.dataset, buffer, train.batch_size, fraction, generator)
     per_vector_step = ft.num_envs * ft.utd_ratio
 
     def before_update(step: int) -> dict[str, Any]:
@@ -99,6 +98,7 @@ def _run_online(ctx: RunContext, cfg: DictConfig, run_dir: Path, resume: Path | 
         return {**ctx.run_state(), "buffer": buffer.state_dict(), "collector": collector.state_dict()}
 
     def load_extra_state(state: dict[str, Any]) -> None:
+        check_units(checkpoint_units(state, run_dir), ctx.units, run_dir / "checkpoints")
         buffer.load_state_dict(state["buffer"])
         collector.load_state_dict(state["collector"], seed=ft.seed + collector_seed_offset(state["collector"]))
 
@@ -140,17 +140,35 @@ def _explore(algo: Algorithm, obs: torch.Tensor, env_steps: int, random_steps: i
     return algo.explore(obs)
 
 
-def _load_offline(ctx: RunContext, source_dir: Path) -> None:
-    """Weights, optimiser states and update counter of the offline run (its units must be ctx's)."""
+def _load_offline(ctx: RunContext, source_dir: Path) -> list[str]:
+    """Weights, optimiser and schedule states and update counter of the offline run; returns the algorithm keys
+    the fine-tuning config changed.
+
+    The hand-over makes no step: each learning rate and schedule continues where the offline run left it
+    (IQL's cosine climbs back from its end, as CORL's; the paper's fine-tuning config has no decay), unless the
+    user set a learning rate or schedule for fine-tuning, which then applies. Architecture and reward-transform
+    changes cannot apply to a trained network and are refused, naming the key.
+    """
     path = source_dir / "checkpoints"
     state = load_checkpoint(path, ctx.device)
-    ctx.algo.load_training_state(state["algo"])
-    stored = checkpoint_units(state, path).to(ctx.device)
-    if not torch.allclose(stored.obs_mean, ctx.units.obs_mean) or not torch.allclose(stored.obs_std, ctx.units.obs_std):
+    offline = config_lib.load_saved(source_dir / "config.yaml").algo
+    changed = [k for k in ctx.cfg.algo if k in offline and ctx.cfg.algo[k] != offline[k]]
+    try:
+        ctx.algo.load_training_state(state["algo"])
+    except (RuntimeError, KeyError) as err:
         raise ConfigError(
-            f"{source_dir}: the dataset's normalisation statistics differ from the checkpoint's; "
-            "fine-tune on the dataset the policy was pretrained on (task.dataset)"
-        )
+            f"{source_dir}: cannot continue the offline networks with algo keys {changed} changed "
+            f"({str(err).splitlines()[0]}); keep the architecture of the offline run"
+        ) from None
+    check_units(checkpoint_units(state, path), ctx.units, path, changed)
+    if any(k.endswith("lr") or k == "actor_schedule" for k in changed):
+        ctx.algo.restart_learning_rates()
+    return changed
+
+
+def _reward_of(ctx: RunContext) -> dict[str, float]:
+    """The offline run's reward transform, for a converted algorithm whose config has one (CQL family)."""
+    return {"reward_scale": float(ctx.units.reward_scale), "reward_bias": float(ctx.units.reward_shift)}
 
 
 def _online_alpha(ft: DictConfig) -> dict[str, float]:

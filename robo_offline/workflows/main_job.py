@@ -16,9 +16,11 @@ import numpy as np
 from robo_offline import config as config_lib
 from robo_offline.data import load_dataset
 from robo_offline.datagen.builtin import ensure_task_data
+from robo_offline.workflows.context import run_reward
 from robo_offline.workflows.export import export_run
 from robo_offline.workflows.finetune import finetune, online_run_config
 from robo_offline.workflows.pretrain import pretrain
+from sim.rewards import RewardSpec
 from sim.scores import normalized_score
 from sim.threads import torch_threads
 
@@ -28,9 +30,12 @@ MAIN_BUDGET = config_lib.CONFIG_DIR / "main_job.yaml"
 LIGHT_CONSERVATIVE = "algo.n_actions=4"
 
 
-def demo_summary(path: str, env_id: str) -> list[dict[str, Any]]:
-    """Return and success of the logged demos, per quality level (from the log's own metadata)."""
+def demo_summary(path: str, env_id: str, reward: RewardSpec | None = None) -> list[dict[str, Any]]:
+    """Success and return of the logged demos per quality level (from the log's own metadata), the return in
+    `reward`'s terms where it relabels the log (then no normalised score: that is the env reward's scale)."""
     data = load_dataset(path, check_action_bounds=False)
+    if reward is not None and reward.relabels:
+        data = data.relabelled(reward, reward.name)
     returns = data.episode_returns().numpy()
     meta = data.metadata.get("file_metadata", {})
     quality = meta.get("episode_quality") or ["all"] * len(returns)
@@ -40,12 +45,13 @@ def demo_summary(path: str, env_id: str) -> list[dict[str, Any]]:
         idx = [i for i, q in enumerate(quality) if q == level]
         succ = [success[i] for i in idx if success[i] is not None]
         ret = float(np.mean(returns[idx]))
+        score = None if reward is not None and reward.relabels else normalized_score(env_id, ret)
         rows.append(
             {
                 "policy": f"demonstrator ({level})",
                 "return": ret,
                 "success": float(np.mean(succ)) if succ else None,
-                "score": normalized_score(env_id, ret),
+                "score": score,
             }
         )
     return rows
@@ -67,9 +73,9 @@ def format_table(rows: list[dict[str, Any]], extra: dict[str, str]) -> str:
             return "n/a"
         return f"{v:.0%}" if pct else f"{v:.1f}"
 
-    lines = ["| policy | return | success | normalised score |", "|---|---:|---:|---:|"]
+    lines = ["| policy | success | return | normalised score |", "|---|---:|---:|---:|"]
     lines += [
-        f"| {r['policy']} | {cell(r['return'])} | {cell(r['success'], True)} | {cell(r['score'])} |" for r in rows
+        f"| {r['policy']} | {cell(r['success'], True)} | {cell(r['return'])} | {cell(r['score'])} |" for r in rows
     ]
     lines += [""] + [f"{k}: {v}" for k, v in extra.items()]
     return "\n".join(lines)
@@ -83,7 +89,7 @@ def run_main_job(overrides: Sequence[str] = (), config_files: Sequence[str] = ()
         overrides.append(LIGHT_CONSERVATIVE)
         cfg = config_lib.compose(overrides, [MAIN_BUDGET, *config_files], defaults=MAIN_DEFAULTS)
     ensure_task_data(cfg.task, config_lib.to_object(cfg).safety)
-    rows = demo_summary(cfg.task.dataset, cfg.task.env_id)
+    rows = demo_summary(cfg.task.dataset, cfg.task.env_id, run_reward(cfg))
 
     print("== baseline: behaviour cloning")
     bc_cfg = config_lib.compose(

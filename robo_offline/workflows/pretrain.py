@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from robo_offline import config as config_lib
 from robo_offline.training.trainer import LoopConfig, Trainer
-from robo_offline.workflows.context import RunContext, build_context, new_run_dir
+from robo_offline.workflows.context import RunContext, build_context, check_units, checkpoint_units, new_run_dir
 
 
 def pretrain(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, dict[str, Any]]:
@@ -29,5 +29,6 @@ def pretrain(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, d
         evaluate=(lambda step: ctx.eval_metrics()) if cfg.task.eval_episodes > 0 else None,
         extra_state=ctx.run_state,
         generators={"sampler": generator},
+        load_extra_state=lambda state: check_units(checkpoint_units(state, run_dir), ctx.units, run_dir),
     )
     return ctx, trainer.fit(start_step=trainer.resume() if resume else 0)

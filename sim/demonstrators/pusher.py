@@ -108,6 +108,7 @@ class Gains:
     yaw_tolerance: float = np.radians(35)  # corner yaw error tolerated almost for free: widens the reach
     escape_clearance: float = 0.003  # m: a wall axis this close to the puck centre is about to pass it
     hover_tolerance: float = 0.5  # rad: start descending once this close to the hover pose
+    capture_radius: float = 0.04  # m: a claw this close (in the plane) to the pre-push point is behind the puck
 
 
 class Phase(enum.Enum):
@@ -169,6 +170,7 @@ class IkBudget:
 
 
 GRIPS = tuple(CornerGrip(side, flip) for side in (1, -1) for flip in (1, -1))
+HOME = np.zeros(ARM_DOF)  # the arm's posture at reset (Pusher-v5 adds at most 0.005 rad of noise)
 # IK starting postures that, with the current one, cover the reachable corner poses (found by random restarts).
 IK_SEEDS = (
     np.array([0.0, 0.5, 0.0, -1.0, 0.0, -0.5, 0.0]),
@@ -292,8 +294,13 @@ class PushPlan:
 class PusherDemonstrator:
     """Pusher-v5 demonstrator: `demo(obs) -> torques`, `demo.reset(seed)` at each episode start.
 
-    `quality` is "expert", "medium", "poor" or a number in [0, 1]; `seed` drives the sloppiness noise.
-    Only the observation is read each step; the env is used for its MuJoCo model (kinematics) alone.
+    A feedback controller: every step it re-decides from the observation alone what to do (fly above the
+    pre-push pose, descend behind the puck, push, or lift after losing the puck), so the expert's command
+    is a function of what a policy sees (`tests/sim/test_pusher_demonstrator.py` replays it to a fresh
+    instance). The phase is read off the geometry of claw, puck and goal; the approach plan is a function
+    of puck and goal (cached per episode, recomputed when they move). `quality` is "expert", "medium",
+    "poor" or a number in [0, 1]; `seed` drives the sloppiness noise, the only state kept between steps.
+    The env is used for its MuJoCo model (kinematics) alone.
     """
 
     def __init__(
@@ -319,6 +326,7 @@ class PusherDemonstrator:
         self.action_space = env.action_space
         self._weights = np.array([1.0, 1.0, 1.0, self.gains.tilt_weight, self.gains.tilt_weight, self.gains.yaw_weight])
         self._rng = np.random.default_rng(seed)
+        self._plans: dict[bytes, PushPlan] = {}
         self.reset(seed)
 
     @property
@@ -328,63 +336,70 @@ class PusherDemonstrator:
     def reset(self, seed: int | None = None) -> None:
         if seed is not None:
             self._rng = np.random.default_rng(seed)
-        self.phase: Phase | None = None
-        self.plan: PushPlan | None = None
-        self.replans = 0
-        self._push_dir = np.array([0.0, 1.0])
+        self._plans.clear()  # a cache of a pure function: clearing it changes no action
         self._burst: np.ndarray | None = None
         self._burst_left = 0
+        self.phase: Phase | None = None  # the last decision, for inspection only
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float64)
         torque = self._expert_torque(obs)
         return self._perturb(torque).astype(self.action_space.dtype)
 
-    # --- expert -------------------------------------------------------------------------------------------
+    # --- expert: a function of the observation ------------------------------------------------------------
     def _expert_torque(self, obs: np.ndarray) -> np.ndarray:
         q, qd, puck, goal = obs[OBS_QPOS], obs[OBS_QVEL], obs[OBS_PUCK_XY], obs[OBS_GOAL_XY]
-        self._update_push_dir(puck, goal)
-        if self.plan is None:
-            self._replan(q, puck, goal)
         self.arm.set_state(q, qd)
-        dq = self._phase_velocity(q, puck, goal)
+        dq = self._decide(q, puck, goal)
         # never command more than half the remaining way to a joint limit within one control step
         dq = np.clip(dq, (self.arm.lower - q) / self.arm.dt * 0.5, (self.arm.upper - q) / self.arm.dt * 0.5)
         torque = self.arm.torque_for(dq, qd, self.gains.velocity_time_constant)
         return np.clip(torque, self.action_space.low, self.action_space.high)
 
-    def _update_push_dir(self, puck: np.ndarray, goal: np.ndarray) -> None:
-        """Direction puck -> goal; frozen once the puck is nearly there (it would spin otherwise)."""
+    def _decide(self, q: np.ndarray, puck: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """Joint velocity for this step; the phase follows from where the claw is relative to puck and goal."""
+        held = self._holding_grip(puck, goal)
+        if held is not None:
+            self.phase = Phase.PUSH
+            return self._push_velocity(q, puck, goal, held)
+        plan = self._plan(puck, goal)
+        corner, rot = self.arm.corner(plan.grip)
+        pre = self._pre_push_point(puck, goal)
+        over_pre = np.linalg.norm(corner[:2] - pre[:2]) < self.gains.capture_radius
+        if corner[2] < HOVER_HEIGHT - 0.02 and not over_pre:
+            self.phase = Phase.LIFT  # low but not behind the puck: rise straight up before flying
+            above = np.array([corner[0], corner[1], HOVER_HEIGHT])
+            return self._task_velocity(corner, rot, above, rot, q, self.gains.max_speed)
+        if over_pre or np.max(np.abs(plan.q_hover - q)) < self.gains.hover_tolerance:
+            self.phase = Phase.DESCEND
+            return self._joint_velocity(plan.q_pre, q)
+        self.phase = Phase.REACH
+        return self._joint_velocity(plan.q_hover, q)
+
+    def _push_dir(self, puck: np.ndarray, goal: np.ndarray, grip: CornerGrip | None = None) -> np.ndarray:
+        """Direction puck -> goal; at the goal (where it would spin), the held corner's own bisector."""
         to_goal = goal - puck
         dist = np.linalg.norm(to_goal)
-        if dist > 0.03:
-            self._push_dir = to_goal / dist
+        if dist > 0.03 or grip is None:
+            return to_goal / max(dist, 1e-9)
+        return grip.bisector(self.arm.corner(grip)[1])
 
-    def _phase_velocity(self, q: np.ndarray, puck: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        plan = self.plan
-        corner, rot = self.arm.corner(plan.grip)
-        if self.phase is Phase.PUSH and self._puck_escaped(corner, rot, puck):
-            self.phase = Phase.LIFT
-        if self.phase is Phase.LIFT:
-            if corner[2] < HOVER_HEIGHT - 0.02:
-                above = np.array([corner[0], corner[1], HOVER_HEIGHT])
-                return self._task_velocity(corner, rot, above, rot, q, self.gains.max_speed)
-            self._replan(q, puck, goal)
-            plan = self.plan
-        if self.phase is Phase.REACH:
-            if np.max(np.abs(plan.q_hover - q)) >= self.gains.hover_tolerance:
-                return self._joint_velocity(plan.q_hover, q)
-            self.phase = Phase.DESCEND
-        if self.phase is Phase.DESCEND:
-            corner, rot = self.arm.corner(plan.grip)
-            if corner[2] >= PUSH_SWITCH_HEIGHT:
-                return self._joint_velocity(plan.q_pre, q)
-            self.phase = Phase.PUSH
-        return self._push_velocity(q, puck, goal)
+    def _pre_push_point(self, puck: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        return np.array([*(puck - (NEST_DISTANCE + PRE_PUSH_GAP) * self._push_dir(puck, goal)), PUSH_HEIGHT])
 
-    def _push_velocity(self, q: np.ndarray, puck: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    def _holding_grip(self, puck: np.ndarray, goal: np.ndarray) -> CornerGrip | None:
+        """The grip whose corner holds the puck now (claw low, puck inside its wedge, facing the goal), if any."""
+        for grip in GRIPS:
+            corner, rot = self.arm.corner(grip)
+            if corner[2] >= PUSH_SWITCH_HEIGHT or np.sign(rot[2, 2]) != grip.flip:
+                continue
+            if not self._puck_escaped(grip, corner, rot, puck, self._push_dir(puck, goal, grip)):
+                return grip
+        return None
+
+    def _push_velocity(self, q: np.ndarray, puck: np.ndarray, goal: np.ndarray, grip: CornerGrip) -> np.ndarray:
         """Hold the puck in the corner and press it towards the goal, deeper when the corner is yawed."""
-        grip, u = self.plan.grip, self._push_dir
+        u = self._push_dir(puck, goal, grip)
         corner, rot = self.arm.corner(grip)
         bisector = grip.bisector(rot)
         yaw = abs(signed_angle(u, bisector))
@@ -393,11 +408,14 @@ class PusherDemonstrator:
             depth = 0.03  # at the goal: just hold it
         target = np.array([*(puck - NEST_DISTANCE * bisector + depth * u), PUSH_HEIGHT])
         goal_rot = grip.target_frame(rot, u, self.gains.yaw_tolerance)
-        return self._task_velocity(corner, rot, target, goal_rot, q, self.gains.push_speed, posture=self.plan.q_end)
+        end = np.array([*(goal - (NEST_DISTANCE + 0.04) * u), PUSH_HEIGHT])
+        q_end, _ = self._ik(q, end, grip, u, self.ik_budget.end_of_push)  # null-space posture: the push's end
+        return self._task_velocity(corner, rot, target, goal_rot, q, self.gains.push_speed, posture=q_end)
 
-    def _puck_escaped(self, corner: np.ndarray, rot: np.ndarray, puck: np.ndarray) -> bool:
+    def _puck_escaped(
+        self, grip: CornerGrip, corner: np.ndarray, rot: np.ndarray, puck: np.ndarray, push_dir: np.ndarray
+    ) -> bool:
         """Puck outside the corner's wedge, beyond a wall's end, or a wall about to pass its centre."""
-        grip = self.plan.grip
         prong, crossbar = grip.walls(rot)
         rel = puck - corner[:2]
         along_prong, along_bar = rel @ prong, rel @ crossbar
@@ -405,34 +423,38 @@ class PusherDemonstrator:
         off_bar = abs(rel @ np.array([-crossbar[1], crossbar[0]]))
         outside = along_prong < 0 or along_bar < 0 or along_prong > PRONG_REACH or along_bar > CROSSBAR_REACH
         passing = min(off_prong, off_bar) < self.gains.escape_clearance
-        misaligned = grip.bisector(rot) @ self._push_dir < np.cos(np.radians(50))
+        misaligned = grip.bisector(rot) @ push_dir < np.cos(np.radians(50))
         return outside or passing or misaligned
 
-    def _replan(self, q: np.ndarray, puck: np.ndarray, goal: np.ndarray) -> None:
-        self.plan = self._plan_push(q, puck, goal)
-        self.phase = Phase.REACH
-        self.replans += 1
+    def _plan(self, puck: np.ndarray, goal: np.ndarray) -> PushPlan:
+        """The approach for this puck and goal (a pure function of them, cached while they stay put)."""
+        key = np.concatenate([puck, goal]).tobytes()
+        if key not in self._plans:
+            self._plans[key] = self._plan_push(puck, goal)
+        return self._plans[key]
 
-    def _plan_push(self, q_now: np.ndarray, puck: np.ndarray, goal: np.ndarray) -> PushPlan:
-        """Multi-start IK over the four grips; prefer reachable start *and* end poses close to the arm's posture."""
-        u, budget = self._push_dir, self.ik_budget
-        pre = np.array([*(puck - (NEST_DISTANCE + PRE_PUSH_GAP) * u), PUSH_HEIGHT])
+    def _plan_push(self, puck: np.ndarray, goal: np.ndarray) -> PushPlan:
+        """Multi-start IK over the four grips from fixed seeds; prefer reachable start *and* end poses."""
+        u, budget = self._push_dir(puck, goal), self.ik_budget
+        pre = self._pre_push_point(puck, goal)
         end = np.array([*(goal - (NEST_DISTANCE + 0.04) * u), PUSH_HEIGHT])
-        starts = [(self._ik(q0, pre, grip, budget.screen), grip) for grip in GRIPS for q0 in (q_now, *IK_SEEDS)]
+        starts = [(self._ik(q0, pre, grip, u, budget.screen), grip) for grip in GRIPS for q0 in (HOME, *IK_SEEDS)]
         starts.sort(key=lambda start: start[0][1])
         best = None
         for (q_start, _), grip in starts[: budget.finalists]:
-            q_pre, err_pre = self._ik(q_start, pre, grip, budget.pre_push)
-            q_end, err_end = self._ik(q_pre, end, grip, budget.end_of_push)
-            cost = err_pre + 0.5 * err_end + 0.02 * np.max(np.abs(q_pre - q_now))
+            q_pre, err_pre = self._ik(q_start, pre, grip, u, budget.pre_push)
+            q_end, err_end = self._ik(q_pre, end, grip, u, budget.end_of_push)
+            cost = err_pre + 0.5 * err_end + 0.02 * np.max(np.abs(q_pre - HOME))
             if best is None or cost < best[0]:
                 best = (cost, grip, q_pre, q_end)
         _, grip, q_pre, q_end = best
-        q_hover, _ = self._ik(q_pre, pre + np.array([0.0, 0.0, HOVER_HEIGHT - PUSH_HEIGHT]), grip, budget.hover)
+        q_hover, _ = self._ik(q_pre, pre + np.array([0.0, 0.0, HOVER_HEIGHT - PUSH_HEIGHT]), grip, u, budget.hover)
         return PushPlan(grip, q_hover, q_pre, q_end)
 
-    def _ik(self, q0: np.ndarray, target: np.ndarray, grip: CornerGrip, iters: int) -> tuple[np.ndarray, float]:
-        return self.arm.solve_ik(q0, target, self._push_dir, grip, self._weights, self.gains.yaw_tolerance, iters)
+    def _ik(
+        self, q0: np.ndarray, target: np.ndarray, grip: CornerGrip, push_dir: np.ndarray, iters: int
+    ) -> tuple[np.ndarray, float]:
+        return self.arm.solve_ik(q0, target, push_dir, grip, self._weights, self.gains.yaw_tolerance, iters)
 
     def _joint_velocity(self, q_target: np.ndarray, q: np.ndarray) -> np.ndarray:
         dq = self.gains.joint_gain * (q_target - q)

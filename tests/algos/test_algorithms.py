@@ -183,3 +183,21 @@ def test_load_critic_from_takes_matching_critics_only():
     assert not wide.load_critic_from(td3)
     assert all(torch.equal(p, q) for p, q in zip(before, wide.critic.parameters()))
     assert not calql.load_critic_from(make("bc", 0))
+
+
+@pytest.mark.parametrize("name", ["cql", "calql"])
+def test_conservative_methods_start_as_the_official_code(name: str):
+    """Output layers shrunk by 1e-2 (Q near 0, actions near the box's centre), policy std near exp(-1)."""
+    algo = make(name, 0)
+    obs, act = torch.randn(64, OBS) * 3, torch.rand(64, ACT) * 2 - 1
+    with torch.no_grad():
+        assert algo.critic(obs, act).abs().max() < 0.05
+        mu, log_std = algo.actor.heads(obs)
+        assert mu.abs().max() < 0.05
+        assert log_std.mean().item() == pytest.approx(-1.0, abs=0.05)
+    plain = algorithm_class("sac")(algorithm_class("sac").config_class(hidden_dims=[32, 32]), OBS, ACT)
+    with torch.no_grad():
+        assert plain.critic(obs, act).abs().max() > 0.05  # SAC keeps PyTorch's default initialisation
+    if name == "calql":  # orthogonal hidden layers, as the official conservative_sac_main
+        w = algo.critic.net.layers[0].weight[0]
+        torch.testing.assert_close(w @ w.T, 2.0 * torch.eye(w.shape[0]), atol=1e-4, rtol=0)  # (in, out), in < out

@@ -59,13 +59,19 @@ def test_advantage_weights_are_clipped_at_100():
     assert weighted_nll(T([-1.0, -2.0, -0.5, 0.0]), w).item() == pytest.approx(12.774894, rel=1e-6)
 
 
-def test_iql_reward_scale_is_1000_over_return_spread():
+def test_iql_reward_scale_is_horizon_over_return_spread_for_dense_rewards_only():
     # returns 10, 510, 260: spread 500 -> scale 1000 / 500 = 2
     assert iql_reward_scale(T([10.0, 510.0, 260.0])) == pytest.approx(2.0)
     assert iql_reward_scale(T([3.0, 3.0])) == 1.0  # degenerate spread: identity
-    algo = IQL(IQLConfig(hidden_dims=[8]), 3, 2)
-    assert algo.reward_transform(T([0.0, 250.0])) == (pytest.approx(4.0), 0.0)
-    assert IQL(IQLConfig(hidden_dims=[8], reward_norm="none"), 3, 2).reward_transform(T([0.0, 250.0])) == (1.0, 0.0)
+    algo = IQL(IQLConfig(hidden_dims=[8]), 3, 2)  # reward_norm auto
+    # dense rewards: the env's episode length over the spread (1000 for D4RL locomotion, as the paper)
+    assert algo.reward_transform(T([0.0, 250.0]), horizon=1000, sparse=False) == (pytest.approx(4.0), 0.0)
+    assert algo.reward_transform(T([0.0, 50.0]), horizon=100, sparse=False) == (pytest.approx(2.0), 0.0)
+    assert algo.reward_transform(T([0.0, 50.0]), horizon=100, sparse=True) == (1.0, 0.0)  # success rewards: as they are
+    none = IQL(IQLConfig(hidden_dims=[8], reward_norm="none"), 3, 2)
+    assert none.reward_transform(T([0.0, 250.0]), horizon=1000, sparse=False) == (1.0, 0.0)
+    antmaze = IQL(IQLConfig(hidden_dims=[8], reward_norm="antmaze"), 3, 2)
+    assert antmaze.reward_transform(T([0.0, 1.0]), horizon=1000, sparse=True) == (1.0, -1.0)  # r - 1
     with pytest.raises(ValueError, match="reward_norm"):
         IQL(IQLConfig(reward_norm="minmax"), 3, 2)
 
@@ -235,12 +241,20 @@ def test_bcq_policy_is_deterministic_argmax_over_fixed_latents():
         assert torch.allclose(a1[i], cands[best], atol=1e-6)
 
 
-def test_bcq_default_policy_is_the_perturbed_decoder_mean():
+def test_bcq_policy_is_the_argmax_of_q1_over_perturbed_samples():
+    """The paper's selection: n = 10 perturbed decodings of fixed latents, the one of highest Q1, row by row."""
     torch.manual_seed(0)
     algo = BCQ(BCQConfig(hidden_dims=[16], vae_hidden_dims=[16]), 3, 2)
+    assert algo.eval_latents.shape == (10, 4) and torch.equal(algo.eval_latents[0], torch.zeros(4))
     obs = torch.randn(5, 3)
-    expected = algo.actor(obs, algo.vae.decoder(obs, torch.zeros(5, 4)))
-    torch.testing.assert_close(algo.policy()(obs), expected)
+    got = algo.policy()(obs)
+    for i in range(5):
+        o = obs[i].expand(10, 3)
+        candidates = algo.actor(o, algo.vae.decoder(o, algo.eval_latents))
+        best = algo.critic(o, candidates)[0].argmax()
+        torch.testing.assert_close(got[i], candidates[best])
+    one = BCQ(BCQConfig(hidden_dims=[16], vae_hidden_dims=[16], eval_candidates=1), 3, 2)  # the decoder mean
+    torch.testing.assert_close(one.policy()(obs), one.actor(obs, one.vae.decoder(obs, torch.zeros(5, 4))))
 
 
 # -- TD3+BC -------------------------------------------------------------------------------------

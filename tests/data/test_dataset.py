@@ -132,3 +132,37 @@ def test_to_moves_every_tensor(dataset):
     assert all(getattr(moved, name).is_cuda for name in ("observations", "episode_ids", "mc_returns"))
     batch = moved.sample(8, generator=torch.Generator(device="cuda").manual_seed(0))
     assert all(t.is_cuda for t in batch)
+
+
+def test_relabelled_rewards_come_from_the_function_and_the_returns_follow(dataset):
+    def first_obs_coordinate(obs, act, next_obs):
+        return next_obs[:, 0] > 0
+
+    out = dataset.relabelled(first_obs_coordinate, "mine")
+    np.testing.assert_array_equal(out.rewards.numpy(), (dataset.next_observations[:, 0] > 0).float().numpy())
+    ends = (dataset.terminals + dataset.timeouts).numpy() > 0
+    np.testing.assert_allclose(out.mc_returns.numpy(), reference_returns(out.rewards.numpy(), ends, 0.9), rtol=1e-5)
+    assert out.metadata["reward"] == "mine" and "reward" not in dataset.metadata
+
+
+def test_with_last_actions_appends_the_episodes_previous_action(dataset, episodes):
+    initial = torch.tensor([0.5, -0.5])
+    out = dataset.with_last_actions(initial)
+    assert out.obs_dim == 5
+    starts = [0, 6, 10]  # episode lengths 6, 4, 5
+    for t in range(dataset.n_transitions):
+        expected = initial if t in starts else dataset.actions[t - 1]
+        torch.testing.assert_close(out.observations[t, 3:], expected)
+        torch.testing.assert_close(out.next_observations[t, 3:], dataset.actions[t])  # a_t is next step's last action
+    torch.testing.assert_close(out.observations[:, :3], dataset.observations)
+
+
+def test_transformed_returns_are_lower_bounds_with_the_floor(dataset):
+    units = EnvUnits.identity(3, np.full(2, -1.0), np.full(2, 1.0))
+    negative = dataset.relabelled(lambda o, a, n: -np.ones(len(o)), "minus one")
+    bounded = negative.transformed(units, reward_floor=-1.0)
+    assert bounded.metadata["mc_lower_bound"]
+    # the timed-out episodes never succeed: -1 / (1 - 0.9) = -10 on every step; the terminal one is exact
+    np.testing.assert_allclose(bounded.mc_returns[6:].numpy(), -10.0, rtol=1e-5)
+    assert bounded.mc_returns[5] == pytest.approx(-1.0)
+    assert not negative.transformed(units).metadata["mc_lower_bound"]

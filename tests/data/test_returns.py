@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from robo_offline.data import compute_mc_returns, load_dataset
-from robo_offline.data.returns import reverse_linear_scan
+from robo_offline.data.returns import continued_returns, lower_bound_returns, reverse_linear_scan
 
 torch.set_num_threads(1)
 
@@ -91,3 +91,32 @@ def test_general_linear_scan(n):
 def test_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="rows"):
         compute_mc_returns(np.zeros(3), np.zeros(2, bool), np.zeros(2, bool), 0.9)
+
+
+def test_lower_bound_returns_continue_cut_episodes_at_the_floor():
+    # episode 1: rewards -1, -1, -1 cut by a time limit; episode 2: 1, 1 ending in a terminal; gamma 0.5
+    rewards = np.array([-1, -1, -1, 1, 1], np.float32)
+    terminals = np.array([0, 0, 0, 0, 1], bool)
+    timeouts = np.array([0, 0, 1, 0, 0], bool)
+    g, valid = lower_bound_returns(rewards, terminals, timeouts, 0.5, floor=-1.0)
+    # a failed sparse episode: -1 / (1 - gamma) = -2 on every step (the official Cal-QL rule); the terminal one as is
+    np.testing.assert_allclose(g, [-2.0, -2.0, -2.0, 1.5, 1.0])
+    assert valid
+    _, valid = lower_bound_returns(rewards, terminals, timeouts, 0.5, floor=None)
+    assert not valid  # negative rewards, a time limit and no floor: no bound is known
+    g, valid = lower_bound_returns(np.abs(rewards), terminals, timeouts, 0.5, floor=None)
+    np.testing.assert_allclose(g, [1.75, 1.5, 1.0, 1.5, 1.0])  # non-negative rewards: the plain sum bounds
+    assert valid
+    g, valid = lower_bound_returns(rewards, np.ones(5, bool), np.zeros(5, bool), 0.5, floor=None)
+    assert valid  # no cut episode: every return is exact
+
+
+def test_lower_bound_returns_with_a_partial_floor_tail_by_hand():
+    # one episode 0, 1 cut at its end, floor -2, gamma 0.5: G_1 = 1 + 0.5 * (-2 / 0.5) = -1, G_0 = 0 + 0.5 G_1
+    g, valid = lower_bound_returns(np.array([0, 1], np.float32), np.zeros(2, bool), np.array([0, 1], bool), 0.5, -2.0)
+    np.testing.assert_allclose(g, [-0.5, -1.0])
+
+
+def test_continued_returns_repeat_the_last_reward_after_a_cut():
+    g = continued_returns(np.array([0, 1, 1], np.float32), np.zeros(3, bool), np.array([0, 0, 1], bool), 0.5)
+    np.testing.assert_allclose(g, [1.0, 2.0, 2.0])  # 1 / (1 - 0.5) = 2 from the last step on

@@ -159,3 +159,40 @@ def test_core_that_does_not_script_is_traced(tmp_path: Path, pusher_safety: Safe
     )
     policy = load_policy(files["torchscript"])
     assert policy(torch.zeros(OBS_DIM)).shape == (ACT_DIM,)
+
+
+class ArgmaxCore(nn.Module):
+    """Picks the better of two candidate actions, like BCQ's policy."""
+
+    argmax_over_candidates = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.score = nn.Linear(OBS_DIM, 2)
+        self.candidates = nn.Parameter(torch.tensor([[0.5] * ACT_DIM, [-0.5] * ACT_DIM]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.candidates[self.score(x).argmax(-1)]
+
+
+def test_argmax_policies_may_flip_near_ties_with_a_note(tmp_path, pusher_safety, monkeypatch):
+    real_load = deploy.export.load_policy
+
+    def one_flip(path):
+        policy = real_load(path)
+        act, seen = policy.act, {"n": 0}
+
+        def flipped(obs):
+            seen["n"] += 1
+            return -act(obs) if seen["n"] == 3 else act(obs)  # one observation picks the other candidate
+
+        policy.act = flipped
+        return policy
+
+    monkeypatch.setattr(deploy.export, "load_policy", one_flip)
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="1 of 1005 check observations"):
+        files = export_policy(ArgmaxCore(), units(), **export_kwargs(tmp_path, pusher_safety), formats=["torchscript"])
+    assert real_load(files["torchscript"]).metadata["parity"]["argmax_flips"] == 1
+    with pytest.raises(ExportParityError):  # a core without the declaration gets no such allowance
+        export_policy(small_core(), units(), **export_kwargs(tmp_path, pusher_safety), formats=["torchscript"])

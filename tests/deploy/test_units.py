@@ -10,7 +10,7 @@ from torch import nn
 
 from deploy import EnvPolicy, EnvUnits, export_policy, load_policy
 from sim.envs import make_env
-from sim.wrappers import SafetyFilterWrapper
+from sim.wrappers import LastActionObservation, SafetyFilterWrapper
 
 OBS, ACT = 23, 7
 
@@ -69,11 +69,15 @@ def test_huge_bounds_do_not_overflow():
     torch.testing.assert_close(u.action_to_env(torch.ones(1)), torch.tensor([3e38]))
 
 
-def test_simulation_path_and_exported_file_give_the_same_env_unit_action(tmp_path, pusher_safety):
-    """What evaluation runs (EnvPolicy, then the env wrapper's filter) is what the exported file computes."""
+@pytest.mark.parametrize("last_action", [False, True], ids=["obs", "obs+last-action"])
+@pytest.mark.parametrize("fmt", ["torchscript", "pt2"])
+def test_simulation_path_and_exported_file_give_the_same_env_unit_action(tmp_path, pusher_safety, fmt, last_action):
+    """What evaluation runs (EnvPolicy, then the env wrappers' filter and last-action observation) is what the
+    exported file computes from the plain observation, its filter supplying the last action."""
     torch.manual_seed(0)
-    core = nn.Sequential(nn.Linear(OBS, 32), nn.ReLU(), nn.Linear(32, ACT), nn.Tanh())
-    u = EnvUnits(torch.randn(OBS) * 0.1, torch.rand(OBS) + 0.5, [-2.0] * ACT, [2.0] * ACT)
+    width = OBS + (ACT if last_action else 0)
+    core = nn.Sequential(nn.Linear(width, 32), nn.ReLU(), nn.Linear(32, ACT), nn.Tanh())
+    u = EnvUnits(torch.randn(width) * 0.1, torch.rand(width) + 0.5, [-2.0] * ACT, [2.0] * ACT)
     files = export_policy(
         core,
         u,
@@ -81,17 +85,22 @@ def test_simulation_path_and_exported_file_give_the_same_env_unit_action(tmp_pat
         metadata={},
         path=tmp_path / "policy",
         check_observations=torch.randn(10, OBS),
-        formats=["torchscript"],
+        formats=[fmt],
+        last_action_input=last_action,
     )
-    exported = load_policy(files["torchscript"])
+    exported = load_policy(files[fmt])
+    assert exported.metadata["observation_space"]["shape"] == [OBS]
+    assert [p["name"] for p in exported.metadata["policy_input"]["parts"]] == ["observation", "last_action"][
+        : 1 + last_action
+    ]
 
     sim_policy = EnvPolicy(core, u)
     env = SafetyFilterWrapper(make_env("Pusher-v5"), pusher_safety)
+    env = LastActionObservation(env) if last_action else env
     obs, _ = env.reset(seed=0)
     exported.reset()
     for _ in range(30):
         raw = sim_policy.act(obs)  # env units, before the filter
-        np.testing.assert_allclose(raw, exported.module.raw_action(torch.as_tensor(obs)).numpy(), atol=1e-6)
-        from_file = exported(obs)
+        from_file = exported(obs[:OBS])
         obs, _, _, _, info = env.step(raw)
-        np.testing.assert_allclose(info["executed_action"], from_file, atol=1e-6)  # after the filter
+        np.testing.assert_allclose(info["executed_action"], from_file, atol=1e-5)  # after the filter

@@ -87,3 +87,22 @@ def test_envs_without_demonstrator_are_named_in_the_error():
         make_demonstrator(env)
     with pytest.raises(ValueError, match="InvertedPendulum-v5"):
         make_behaviour("scripted", env)
+
+
+def test_expert_command_is_a_function_of_the_observation(env):
+    """Replayed in shuffled order to a fresh instance, every recorded state gives the recorded command."""
+    demo = PusherDemonstrator(env, "expert", seed=0)
+    states, commands = [], []
+    for seed in (0, 1):
+        obs, _ = env.reset(seed=SEEDS + seed)
+        demo.reset(SEEDS + seed)
+        done = False
+        while not done:
+            command = demo(obs)
+            states.append(obs.copy())
+            commands.append(command)
+            obs, _, terminated, truncated, _ = env.step(command)
+            done = terminated or truncated
+    fresh = PusherDemonstrator(env, "expert", seed=123)
+    for i in np.random.default_rng(0).permutation(len(states)):
+        np.testing.assert_allclose(fresh(states[i]), commands[i], atol=1e-5)

@@ -13,14 +13,16 @@ import pytest
 import torch
 from builders import PENDULUM, tiny_run
 
+from deploy import load_policy
 from deploy.safety import SafetyConfig
 from deploy.units import EnvUnits
 from robo_offline import config as C
-from robo_offline.algos.convert import convert, converted_config
+from robo_offline.algos.convert import DISTILLED_LOG_STD, convert, converted_config
 from robo_offline.data import TransitionDataset
 from robo_offline.data.replay import MixedSampler, ReplayBuffer
 from robo_offline.training.checkpoint import load_checkpoint
 from robo_offline.training.collector import OnlineCollector
+from robo_offline.workflows.export import export_run
 from robo_offline.workflows.finetune import finetune, online_run_config
 from robo_offline.workflows.pretrain import pretrain
 from sim.envs import make_vector_env
@@ -151,6 +153,8 @@ def test_bcq_checkpoint_is_distilled_into_calql(tmp_path):
     calql = convert(ctx.algo, target_cfg, ctx.dataset.observations, steps=300)
     after = (calql.policy()(obs) - teacher(obs)).pow(2).mean()
     assert after < 0.25 * before  # the greedy BCQ policy was distilled into the tanh-Gaussian actor
+    log_std = calql.actor.heads(obs)[1]
+    assert log_std.mean().item() == pytest.approx(DISTILLED_LOG_STD, abs=0.3)  # not collapsed to the clamp (-5)
     for a, b in zip(calql.critic.parameters(), ctx.algo.critic.parameters()):
         assert torch.equal(a, b)  # BCQ's twin critic carries over
     ft_ctx, result = finetune(_ft_cfg(tmp_path, ctx.run_dir, "ft_bcq", ["finetune.distill_steps=20"]))
@@ -216,12 +220,123 @@ def test_converted_run_resumes_as_the_converted_algorithm(tmp_path):
     assert load_checkpoint(tmp_path / "ft_bc" / "checkpoints")["step"] == 80
 
 
-def test_iql_continues_online_with_a_live_actor_after_its_cosine_schedule(tmp_path):
-    """IQL's offline cosine schedule ends at lr 0; online, its actor must learn again at the configured rate."""
+def test_iql_hand_over_makes_no_learning_rate_step(tmp_path):
+    """IQL's offline cosine ends near lr 0; online it continues the schedule (CORL's), never jumping to 3e-4."""
     ctx, _ = pretrain(C.compose(_tiny(tmp_path, [f"run_dir={tmp_path}/iql"], algo=("algo=iql",))))
-    assert ctx.algo.optimizers["actor"].param_groups[0]["lr"] < 1e-9  # the schedule ran its course
+    final_lr = ctx.algo.optimizers["actor"].param_groups[0]["lr"]
+    assert final_lr < 1e-9  # the schedule ran its course
     offline_actor = [p.detach().clone() for p in ctx.algo.actor.parameters()]
-    ft_ctx, _ = finetune(_ft_cfg(tmp_path, ctx.run_dir, "ft_iql", ["finetune.env_steps=40"]))
-    assert ft_ctx.algo.cfg.name == "iql" and not ft_ctx.algo.schedulers
-    assert ft_ctx.algo.optimizers["actor"].param_groups[0]["lr"] == pytest.approx(ft_ctx.algo.cfg.actor_lr)
+    seen = []
+    real_update = type(ctx.algo).update
+
+    def spy(algo, batch):
+        seen.append(algo.optimizers["actor"].param_groups[0]["lr"])
+        return real_update(algo, batch)
+
+    import robo_offline.algos.iql as iql_module
+
+    original = iql_module.IQL.update
+    iql_module.IQL.update = spy
+    try:
+        ft_ctx, _ = finetune(_ft_cfg(tmp_path, ctx.run_dir, "ft_iql", ["finetune.env_steps=40"]))
+    finally:
+        iql_module.IQL.update = original
+    assert ft_ctx.algo.cfg.name == "iql" and "actor" in ft_ctx.algo.schedulers
+    assert seen[0] == pytest.approx(final_lr, abs=1e-12)  # no step at the hand-over
+    assert all(b >= a for a, b in zip(seen, seen[1:])) and seen[-1] > seen[0]  # the cosine climbs back
+    assert seen[1] < 1e-2 * ft_ctx.algo.cfg.actor_lr  # a slow climb, not a jump
     assert any(not torch.equal(a, b) for a, b in zip(offline_actor, ft_ctx.algo.actor.parameters()))
+    assert load_checkpoint(tmp_path / "ft_iql" / "checkpoints")["algo"]["schedulers"]["actor"]["T_max"] == 60
+
+
+def test_fine_tuning_honours_a_learning_rate_override_and_refuses_an_architecture_change(tmp_path):
+    ctx, _ = pretrain(C.compose(_tiny(tmp_path, [f"run_dir={tmp_path}/cal"])))
+    ft_ctx, _ = finetune(_ft_cfg(tmp_path, ctx.run_dir, "ft_lr", ["finetune.env_steps=20", "algo.actor_lr=1e-5"]))
+    assert ft_ctx.algo.optimizers["actor"].param_groups[0]["lr"] == pytest.approx(1e-5)  # not the offline 1e-4
+    assert ft_ctx.algo.optimizers["critic"].param_groups[0]["lr"] == pytest.approx(3e-4)
+    with pytest.raises(C.ConfigError, match=r"hidden_dims"):
+        finetune(_ft_cfg(tmp_path, ctx.run_dir, "ft_arch", ["finetune.env_steps=20", "algo.hidden_dims=[16,16]"]))
+
+
+def test_proportional_mixing_samples_uniformly_from_offline_and_online_rows():
+    n = 300
+    offline = TransitionDataset(
+        torch.zeros(n, 1),
+        torch.zeros(n, 1),
+        torch.zeros(n),
+        torch.zeros(n, 1),
+        torch.zeros(n),
+        torch.zeros(n),
+        torch.zeros(n, dtype=torch.long),
+        torch.zeros(n),
+    )
+    online = ReplayBuffer(200, obs_dim=1, act_dim=1, gamma=0.9)
+    ones = np.ones((100, 1), np.float32)
+    online.add_episode(ones, ones, np.ones(100, np.float32), ones, np.zeros(100, np.float32))
+    sampler = MixedSampler(offline, online, 4000, "proportional", torch.Generator().manual_seed(0))
+    batch = sampler()
+    share = float(batch.observations.mean())
+    assert share == pytest.approx(100 / 400, abs=0.03)  # 100 online rows of 400 in all
+    assert torch.equal(batch.observations, batch.rewards.unsqueeze(1))  # whole rows, not mixed columns
+
+
+def test_online_episodes_cut_by_the_time_limit_get_the_floor_tail():
+    buf = ReplayBuffer(100, obs_dim=1, act_dim=1, gamma=0.5, reward_floor=-1.0)
+    z = np.zeros((2, 1), np.float32)
+    np.testing.assert_allclose(buf.add_episode(z, z, -np.ones(2, np.float32), z, np.zeros(2, np.float32)), [-2, -2])
+    np.testing.assert_allclose(
+        buf.add_episode(z, z, -np.ones(2, np.float32), z, np.array([0, 1], np.float32)), [-1.5, -1.0]
+    )
+
+
+def test_calql_refuses_negative_rewards_without_a_floor_and_accepts_a_declared_one(tmp_path):
+    # Pusher: every episode is cut by its 100-step time limit (random torques, 30 episodes)
+    cfg = _tiny(
+        tmp_path,
+        [
+            "task.env_id=Pusher-v5",
+            "task.reward=builders:minus_one",
+            "task.reward_floor=null",
+            f"run_dir={tmp_path}/neg",
+        ],
+    )
+    with pytest.raises(C.ConfigError, match="task.reward_floor"):
+        pretrain(C.compose(cfg))
+    ctx, _ = pretrain(C.compose([*cfg, "task.reward_floor=-1", f"run_dir={tmp_path}/floor"]))
+    assert ctx.dataset.metadata["mc_lower_bound"] and ctx.dataset.metadata["reward"] == "builders:minus_one"
+    assert float(ctx.dataset.rewards.max()) == -1.0
+    cut = (ctx.dataset.timeouts > 0) & (ctx.dataset.terminals == 0)
+    assert torch.allclose(ctx.dataset.mc_returns[cut], torch.tensor(-100.0))  # -1 / (1 - 0.99) at every cut
+
+
+def test_last_action_runs_end_to_end_and_export(tmp_path):
+    """The policy observes the last executed action offline (from the log), online (wrapper) and in the file."""
+    ctx, _ = pretrain(C.compose(_tiny(tmp_path, ["task.observe_last_action=true", f"run_dir={tmp_path}/la"])))
+    assert ctx.last_action and ctx.algo.obs_dim == 4 + 1 and ctx.dataset.obs_dim == 5
+    ft_ctx, result = finetune(_ft_cfg(tmp_path, ctx.run_dir, "ft_la", ["finetune.env_steps=40"]))
+    assert ft_ctx.last_action and math.isfinite(result["mean_return"])
+    files = export_run(ft_ctx.run_dir, ("torchscript",))
+    policy = load_policy(files["torchscript"])
+    assert policy.metadata["observation_space"]["shape"] == [4]
+    assert [p["name"] for p in policy.metadata["policy_input"]["parts"]] == ["observation", "last_action"]
+
+
+def test_iql_converted_to_calql_keeps_its_reward_scale_and_the_users_overrides_through_a_resume(tmp_path):
+    ctx, _ = pretrain(C.compose(_tiny(tmp_path, [f"run_dir={tmp_path}/iql"], algo=("algo=iql",))))
+    scale = float(ctx.units.reward_scale)
+    assert scale != 1.0  # dense rewards: IQL's horizon / return spread
+    cfg = _ft_cfg(
+        tmp_path,
+        ctx.run_dir,
+        "ft_conv",
+        ["finetune.continue_as=calql", "finetune.distill_steps=5", "finetune.env_steps=40", "algo.tau=0.01"],
+    )
+    ft_ctx, _ = finetune(cfg)
+    assert ft_ctx.algo.cfg.name == "calql" and ft_ctx.algo.cfg.tau == 0.01
+    saved = C.load_saved(tmp_path / "ft_conv" / "config.yaml", ["finetune.env_steps=80"])
+    assert saved.algo.reward_scale == pytest.approx(scale)
+    resumed, _ = finetune(saved, resume=tmp_path / "ft_conv")  # the stored transform is checked: it matches
+    assert float(resumed.units.reward_scale) == pytest.approx(scale)
+    bad = C.load_saved(tmp_path / "ft_conv" / "config.yaml", ["finetune.env_steps=120", "algo.reward_scale=1.0"])
+    with pytest.raises(C.ConfigError, match="reward_scale"):
+        finetune(bad, resume=tmp_path / "ft_conv")
