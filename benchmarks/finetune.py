@@ -1,14 +1,17 @@
 """Offline-to-online: Cal-QL vs CQL (no calibration) vs IQL, fine-tuned from the same offline data.
 
-    python benchmarks/finetune.py                                       # Pusher medium demos, 3 seeds
+    python benchmarks/finetune.py                                       # Pusher success task, medium demos, 3 seeds
     python benchmarks/finetune.py --offline-steps 20000 --env-steps 50000
-    python benchmarks/finetune.py --task hopper --dataset data/hopper-medium   # any task and logged dataset
+    python benchmarks/finetune.py --task hopper --dataset data/hopper-medium --metric normalized_score
 
-For each method and seed: pretrain offline, then fine-tune online with evaluations every 2 % of
-the online budget (`--evals`). Prints the offline score, the score at 10 % of the online budget, the minimum
-score over the first 10 % (the "unlearning dip" Cal-QL is meant to remove) and the final score,
-as normalised scores (mean +- std over seeds), and writes one PNG of the offline-to-online
-curves. Not part of CI.
+For each method and seed: pretrain offline, then fine-tune online with an evaluation every 2 % of the
+online budget (`--evals`), every evaluation on the same start states. Prints, as mean +- std over seeds:
+the offline value of the metric (success rate where the task has one), the minimum over the first 10 %
+of online steps (the "unlearning dip" Cal-QL is meant to remove) and its ratio to the offline value, the
+final value, the cumulative regret (mean of 1 - success over the online evaluations; 1 - score / 100 for
+normalised scores) and the calibration at the end (the critic's mean Q estimate on the evaluation
+episodes against their Monte-Carlo return, and the relative gap). Writes one PNG of the curves.
+Finished runs are kept: a re-run only prints. Not part of CI: hours on a CPU.
 """
 
 from __future__ import annotations
@@ -22,12 +25,19 @@ from robo_offline import config as C
 from robo_offline.workflows.finetune import finetune, online_run_config
 from robo_offline.workflows.pretrain import pretrain
 
+from _machine import machine
+
 # name -> (offline algorithm, overrides for both phases, fine-tuning overrides). "cql" is Cal-QL with the
-# calibration removed (same networks and backup), the ablation of Nakamoto et al. 2023.
+# calibration removed (same networks, initialisation and backup), the ablation of Nakamoto et al. 2023.
+# IQL is run as its paper fine-tunes: no learning-rate decay, uniform sampling from the combined buffer.
 METHODS = {
     "calql": ("calql", [], []),
-    "cql": ("cql", ["algo.hidden_dims=[256,256]", "algo.max_target_backup=true"], ["finetune.continue_as=cql"]),
-    "iql": ("iql", [], ["finetune.continue_as=iql"]),
+    "cql": (
+        "cql",
+        ["algo.hidden_dims=[256,256]", "algo.max_target_backup=true", "algo.orthogonal_init=true"],
+        ["finetune.continue_as=cql"],
+    ),
+    "iql": ("iql", ["algo.actor_schedule=constant"], ["finetune.continue_as=iql"]),
 }
 CONSERVATIVE = ("calql", "cql")
 
@@ -37,25 +47,35 @@ def curve(run_dir: Path, key: str) -> list[tuple[int, float]]:
         return [(int(float(r["env_steps"])), float(r[key])) for r in csv.DictReader(f) if r.get(key) not in ("", None)]
 
 
-def summary(points: list[tuple[int, float]], budget: int) -> dict[str, float]:
-    early = [v for s, v in points if s <= 0.1 * budget]
-    at_10 = min(points, key=lambda p: abs(p[0] - 0.1 * budget))[1]
-    return {"offline": points[0][1], "at_10pct": at_10, "min_first_10pct": min(early), "final": points[-1][1]}
+def summary(run_dir: Path, metric: str, budget: int) -> dict[str, float]:
+    points = curve(run_dir, metric)
+    online = [v for s, v in points if s > 0]
+    early = [v for s, v in points if 0 < s <= 0.1 * budget]
+    full = 1.0 if metric == "success_rate" else 100.0
+    out = {
+        "offline": points[0][1],
+        "min_first_10pct": min(early),
+        "final": points[-1][1],
+        "regret": statistics.mean(1.0 - v / full for v in online),
+    }
+    q, mc = curve(run_dir, "q_estimate"), curve(run_dir, "mc_return")
+    if q and mc:
+        out |= {
+            "q_estimate": q[-1][1],
+            "mc_return": mc[-1][1],
+            "calibration_gap": abs(q[-1][1] - mc[-1][1]) / abs(mc[-1][1]),
+        }
+    return out
 
 
-def fmt(values: list[float], digits: int = 1) -> str:
+def fmt(values: list[float], digits: int = 1, scale: float = 1.0) -> str:
+    values = [scale * v for v in values]
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.{digits}f} +- {sd:.{digits}f}"
 
 
-def final_success(run_dir: Path) -> dict[str, float]:
-    """Success rate at the first and last evaluation, for tasks that define success."""
-    points = curve(run_dir, "success_rate")
-    return {"success_offline": points[0][1], "success_final": points[-1][1]} if points else {}
-
-
 def _finished(run_dir: Path, env_steps: int) -> bool:
-    points = curve(run_dir, "env_steps")
+    points = curve(run_dir, "env_steps") if (run_dir / "eval.csv").is_file() else []
     return bool(points) and points[-1][1] >= env_steps
 
 
@@ -65,11 +85,11 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--offline-steps", type=int, default=10_000)
     p.add_argument("--env-steps", type=int, default=20_000)
-    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--evals", type=int, default=50, help="evaluations over the online budget (50: every 2 %%)")
     p.add_argument("--task", default="pusher", help="task config (configs/task/NAME.yaml)")
-    p.add_argument("--dataset", help="logged dataset (default: built-in Pusher demos at medium quality)")
-    p.add_argument("--metric", default="normalized_score", choices=["normalized_score", "mean_return", "success_rate"])
+    p.add_argument("--dataset", help="logged dataset (default: the built-in Pusher demos at medium quality)")
+    p.add_argument("--metric", default="success_rate", choices=["success_rate", "normalized_score", "mean_return"])
     p.add_argument("--runs", type=Path, default=Path("runs/finetune_bench"))
     p.add_argument(
         "--n-actions",
@@ -91,7 +111,6 @@ def main() -> None:
     ]
     eval_every = max(1, args.env_steps // args.evals)
     results: dict[str, list[dict[str, float]]] = {}
-    curves: dict[str, list[list[tuple[int, float]]]] = {}
     for method in args.methods:
         algo, algo_overrides, ft_overrides = METHODS[method]
         algo_overrides = [
@@ -102,8 +121,8 @@ def main() -> None:
         for seed in range(args.seeds):
             tag = f"{method}-s{seed}"
             online_dir = args.runs / f"{tag}-online"
-            kept = (online_dir / "checkpoints" / "last.pt").exists() and _finished(online_dir, args.env_steps)
-            if not kept:  # a re-run of the benchmark keeps finished runs
+            kept = _finished(online_dir, args.env_steps)
+            if not kept:
                 cfg = C.compose(
                     [
                         f"algo={algo}",
@@ -134,64 +153,63 @@ def main() -> None:
                         ],
                     )
                 )
-            points = curve(online_dir, args.metric)
-            results.setdefault(method, []).append(summary(points, args.env_steps) | final_success(online_dir))
-            curves.setdefault(method, []).append(points)
+            results.setdefault(method, []).append(summary(online_dir, args.metric, args.env_steps))
             print(f"{tag}: {results[method][-1]}" + (" (kept)" if kept else ""), flush=True)
+    print_table(results, args)
+    print(f"\ncurves: {plot(args)}")
 
+
+def print_table(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
+    pct = 100.0 if args.metric == "success_rate" else 1.0
+    unit = " (%)" if args.metric == "success_rate" else ""
+    print(f"\nmachine: {machine()}")
     print(
-        f"\n{args.metric}: {args.offline_steps} offline updates, {args.env_steps} online env steps, "
-        f"{args.seeds} seeds (mean +- std)\n"
+        f"{args.task} {args.dataset or 'built-in medium demos'}; {args.metric}{unit}; {args.offline_steps} offline "
+        f"updates, {args.env_steps} online env steps, {args.eval_episodes} evaluation episodes every "
+        f"{max(1, args.env_steps // args.evals)} steps, {args.seeds} seeds (mean +- std)\n"
     )
-    success = all("success_offline" in r for rs in results.values() for r in rs)
     print(
-        "| method | offline | at 10% online | min in first 10% | min / offline | final | final - offline |"
-        + (" success offline -> final |" if success else "")
-        + "\n|---|---:|---:|---:|---:|---:|---:|"
-        + ("---:|" if success else "")
+        "| method | offline | min in first 10% | min / offline | final | cumulative regret | Q estimate | "
+        "MC return | abs(Q - MC) / abs(MC) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     for method, rs in results.items():
-        gain = [r["final"] - r["offline"] for r in rs]
         ratio = [r["min_first_10pct"] / r["offline"] if r["offline"] > 0 else float("nan") for r in rs]
-        cells = [fmt([r[k] for r in rs]) for k in ("offline", "at_10pct", "min_first_10pct")]
-        cells += [fmt(ratio, 2), fmt([r["final"] for r in rs]), fmt(gain)]
-        if success:
-            before, after = (fmt([100 * r[k] for r in rs], 0) for k in ("success_offline", "success_final"))
-            cells.append(f"{before}% -> {after}%")
-        row = f"| {method} | " + " | ".join(cells) + " |"
-        print(row)
-    print(f"\ncurves: {plot(curves, args)}")
+        cells = [
+            fmt([r["offline"] for r in rs], 1, pct),
+            fmt([r["min_first_10pct"] for r in rs], 1, pct),
+            fmt(ratio, 2),
+            fmt([r["final"] for r in rs], 1, pct),
+            fmt([r["regret"] for r in rs], 2),
+        ]
+        if all("q_estimate" in r for r in rs):
+            cells += [fmt([r[k] for r in rs], 2) for k in ("q_estimate", "mc_return", "calibration_gap")]
+        else:
+            cells += ["n/a"] * 3
+        print(f"| {method} | " + " | ".join(cells) + " |")
 
 
-def plot(curves: dict[str, list[list[tuple[int, float]]]], args: argparse.Namespace) -> Path:
-    """Mean over seeds with a min-max band; a second panel with the success rate where the task has one."""
+def plot(args: argparse.Namespace) -> Path:
+    """Mean over seeds with a min-max band, one line per method."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = {args.metric: curves}
-    success = {
-        m: [curve(args.runs / f"{m}-s{seed}-online", "success_rate") for seed in range(len(runs))]
-        for m, runs in curves.items()
-    }
-    if args.metric != "success_rate" and all(all(r) for r in success.values()):
-        panels["success_rate"] = success
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
-    for ax, (name, by_method) in zip(axes[0], panels.items()):
-        for method, runs in by_method.items():
-            n = min(len(r) for r in runs)
-            steps = [runs[0][i][0] for i in range(n)]
-            values = [[r[i][1] for r in runs] for i in range(n)]
-            ax.plot(steps, [statistics.mean(v) for v in values], label=method)
-            ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], alpha=0.15)
-        ax.set_xlabel("online environment steps")
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(
-        f"offline-to-online fine-tuning: {args.task}, {args.dataset or 'data/pusher-medium'}, "
-        f"{len(next(iter(curves.values())))} seeds (band: min-max)",
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for method in args.methods:
+        runs = [curve(args.runs / f"{method}-s{seed}-online", args.metric) for seed in range(args.seeds)]
+        n = min(len(r) for r in runs)
+        steps = [runs[0][i][0] for i in range(n)]
+        values = [[r[i][1] for r in runs] for i in range(n)]
+        ax.plot(steps, [statistics.mean(v) for v in values], label=method)
+        ax.fill_between(steps, [min(v) for v in values], [max(v) for v in values], alpha=0.15)
+    ax.set_xlabel("online environment steps")
+    ax.set_ylabel(args.metric)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(
+        f"offline-to-online fine-tuning: {args.task}, {args.dataset or 'medium demos'}, "
+        f"{args.seeds} seeds (band: min-max)",
         fontsize=9,
     )
     out = args.runs / "finetune_curves.png"

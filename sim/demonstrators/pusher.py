@@ -107,8 +107,11 @@ class Gains:
     yaw_weight: float = 0.3
     yaw_tolerance: float = np.radians(35)  # corner yaw error tolerated almost for free: widens the reach
     escape_clearance: float = 0.003  # m: a wall axis this close to the puck centre is about to pass it
+    max_misalignment: float = np.radians(50)  # corner bisector this far off the push direction: the puck is lost
     hover_tolerance: float = 0.5  # rad: start descending once this close to the hover pose
     capture_radius: float = 0.04  # m: a claw this close (in the plane) to the pre-push point is behind the puck
+    reach_tolerance: float = 0.05  # weighted IK residual under which a grip's pre-push pose counts as reachable
+    screen_tolerance: float = 0.3  # residual after the short screening solve above which a start is dropped
 
 
 class Phase(enum.Enum):
@@ -160,16 +163,16 @@ class CornerGrip:
 
 @dataclass(frozen=True)
 class IkBudget:
-    """Iterations per IK solve when planning: a short screen of every start, then refine the best few."""
+    """Iterations per IK solve when planning: a short screen of each start, then the refinement of those kept."""
 
     screen: int = 8
-    finalists: int = 3
     pre_push: int = 40
     end_of_push: int = 30
     hover: int = 20
 
 
-GRIPS = tuple(CornerGrip(side, flip) for side in (1, -1) for flip in (1, -1))
+# In the planner's order of preference (the two claw-down grips cover most scenes).
+GRIPS = (CornerGrip(-1, -1), CornerGrip(1, -1), CornerGrip(-1, 1), CornerGrip(1, 1))
 HOME = np.zeros(ARM_DOF)  # the arm's posture at reset (Pusher-v5 adds at most 0.005 rad of noise)
 # IK starting postures that, with the current one, cover the reachable corner poses (found by random restarts).
 IK_SEEDS = (
@@ -423,7 +426,7 @@ class PusherDemonstrator:
         off_bar = abs(rel @ np.array([-crossbar[1], crossbar[0]]))
         outside = along_prong < 0 or along_bar < 0 or along_prong > PRONG_REACH or along_bar > CROSSBAR_REACH
         passing = min(off_prong, off_bar) < self.gains.escape_clearance
-        misaligned = grip.bisector(rot) @ push_dir < np.cos(np.radians(50))
+        misaligned = grip.bisector(rot) @ push_dir < np.cos(self.gains.max_misalignment)
         return outside or passing or misaligned
 
     def _plan(self, puck: np.ndarray, goal: np.ndarray) -> PushPlan:
@@ -434,19 +437,33 @@ class PusherDemonstrator:
         return self._plans[key]
 
     def _plan_push(self, puck: np.ndarray, goal: np.ndarray) -> PushPlan:
-        """Multi-start IK over the four grips from fixed seeds; prefer reachable start *and* end poses."""
-        u, budget = self._push_dir(puck, goal), self.ik_budget
+        """IK over the grips in a fixed order of preference (and fixed seeds): the first whose pre-push and
+        end-of-push poses are reachable wins, else the least bad one.
+
+        A fixed order, not the cheapest of all, keeps the choice of grip a simple function of the scene (one
+        grip over most of it): an imitating policy can learn where the expert's choice changes.
+        """
+        u, budget, gains = self._push_dir(puck, goal), self.ik_budget, self.gains
         pre = self._pre_push_point(puck, goal)
         end = np.array([*(goal - (NEST_DISTANCE + 0.04) * u), PUSH_HEIGHT])
-        starts = [(self._ik(q0, pre, grip, u, budget.screen), grip) for grip in GRIPS for q0 in (HOME, *IK_SEEDS)]
-        starts.sort(key=lambda start: start[0][1])
         best = None
-        for (q_start, _), grip in starts[: budget.finalists]:
-            q_pre, err_pre = self._ik(q_start, pre, grip, u, budget.pre_push)
-            q_end, err_end = self._ik(q_pre, end, grip, u, budget.end_of_push)
-            cost = err_pre + 0.5 * err_end + 0.02 * np.max(np.abs(q_pre - HOME))
-            if best is None or cost < best[0]:
-                best = (cost, grip, q_pre, q_end)
+        for grip in GRIPS:
+            for q0 in (HOME, *IK_SEEDS):
+                q_start, err_start = self._ik(q0, pre, grip, u, budget.screen)
+                if err_start > gains.screen_tolerance:
+                    continue
+                q_pre, err_pre = self._ik(q_start, pre, grip, u, budget.pre_push)
+                q_end, err_end = self._ik(q_pre, end, grip, u, budget.end_of_push)
+                if best is None or err_pre + 0.5 * err_end < best[0]:
+                    best = (err_pre + 0.5 * err_end, grip, q_pre, q_end)
+                if err_pre < gains.reach_tolerance and err_end < 2 * gains.reach_tolerance:
+                    break
+            else:
+                continue
+            break
+        if best is None:  # nothing screened in: refine the first grip from the home posture
+            q_pre, _ = self._ik(HOME, pre, GRIPS[0], u, budget.pre_push)
+            best = (0.0, GRIPS[0], q_pre, self._ik(q_pre, end, GRIPS[0], u, budget.end_of_push)[0])
         _, grip, q_pre, q_end = best
         q_hover, _ = self._ik(q_pre, pre + np.array([0.0, 0.0, HOVER_HEIGHT - PUSH_HEIGHT]), grip, u, budget.hover)
         return PushPlan(grip, q_hover, q_pre, q_end)

@@ -1,0 +1,19 @@
+"""The machine line every benchmark prints beside its table (CPU model and the ISA that matters, versions)."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import torch
+
+
+def machine() -> str:
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    isa = [name for name in ("avx512f", "amx_bf16") if f" {name}" in info]
+    cores = torch.get_num_threads()
+    return (
+        f"{model} ({', '.join(isa) or 'no AVX-512/AMX'}), torch threads {cores}, Python "
+        f"{platform.python_version()}, torch {torch.__version__}"
+    )
