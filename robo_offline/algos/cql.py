@@ -51,8 +51,11 @@ class CQLConfig(SACConfig):
     # Initialisation of the official code (young-geng/CQL): output layers shrunk by 1e-2, policy log-std offset -1.
     output_init_scale: float | None = 1e-2
     policy_log_std_offset: float | None = -1.0
-    reward_scale: float = 1.0  # r * reward_scale + reward_bias (e.g. 10 / -5 for sparse antmaze)
-    reward_bias: float = 0.0
+    # r * reward_scale + reward_bias; null: 10 and -5 for sparse success rewards (the official Cal-QL AntMaze
+    # settings: a success / failure of +-5 per step, so Q spans [-500, 500] and the conservative term's
+    # log-densities do not swamp it), 1 and 0 otherwise
+    reward_scale: float | None = None
+    reward_bias: float | None = None
 
 
 def max_backup(q_next: Tensor, log_pi_next: Tensor) -> tuple[Tensor, Tensor]:
@@ -104,7 +107,11 @@ class CQL(SAC):
         return self.cfg.critic_lr if optimizer == "alpha_prime" else super().learning_rate(optimizer)
 
     def reward_transform(self, episode_returns: Tensor, horizon: int, sparse: bool) -> tuple[float, float]:
-        return self.cfg.reward_scale, self.cfg.reward_bias
+        scale, bias = (10.0, -5.0) if sparse else (1.0, 0.0)
+        cfg = self.cfg
+        return (scale if cfg.reward_scale is None else cfg.reward_scale), (
+            bias if cfg.reward_bias is None else cfg.reward_bias
+        )
 
     # -- update -------------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, Tensor]:

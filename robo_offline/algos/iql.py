@@ -35,8 +35,8 @@ class IQLConfig(AlgoConfig):
     max_weight: float = 100.0  # clip of exp(beta * A)
     tau: float = 0.005  # Polyak rate of the target critic
     n_critics: int = 2
-    # auto: "iql" for dense rewards, "none" for sparse (success) rewards, as the paper treats locomotion and
-    # the rest; iql: r * horizon / (max - min episode return), horizon = the env's episode length (1000 for
+    # auto: "iql" for dense rewards, "antmaze" for sparse (success) rewards, as the paper treats locomotion and
+    # AntMaze; iql: r * horizon / (max - min episode return), horizon = the env's episode length (1000 for
     # D4RL locomotion, the paper's constant); antmaze: r - 1 (the paper's AntMaze rule); none
     reward_norm: str = "auto"
     # cosine decay over the run (the paper's locomotion config) | constant (its fine-tuning config: no decay);
@@ -96,7 +96,7 @@ class IQL(ActorCritic):
     def reward_transform(self, episode_returns: Tensor, horizon: int, sparse: bool) -> tuple[float, float]:
         norm = self.cfg.reward_norm
         if norm == "auto":
-            norm = "none" if sparse else "iql"
+            norm = "antmaze" if sparse else "iql"
         if norm == "iql":
             return iql_reward_scale(episode_returns, horizon), 0.0
         return (1.0, -1.0) if norm == "antmaze" else (1.0, 0.0)

@@ -67,7 +67,7 @@ def test_iql_reward_scale_is_horizon_over_return_spread_for_dense_rewards_only()
     # dense rewards: the env's episode length over the spread (1000 for D4RL locomotion, as the paper)
     assert algo.reward_transform(T([0.0, 250.0]), horizon=1000, sparse=False) == (pytest.approx(4.0), 0.0)
     assert algo.reward_transform(T([0.0, 50.0]), horizon=100, sparse=False) == (pytest.approx(2.0), 0.0)
-    assert algo.reward_transform(T([0.0, 50.0]), horizon=100, sparse=True) == (1.0, 0.0)  # success rewards: as they are
+    assert algo.reward_transform(T([0.0, 50.0]), horizon=100, sparse=True) == (1.0, -1.0)  # success: r - 1 (AntMaze)
     none = IQL(IQLConfig(hidden_dims=[8], reward_norm="none"), 3, 2)
     assert none.reward_transform(T([0.0, 250.0]), horizon=1000, sparse=False) == (1.0, 0.0)
     antmaze = IQL(IQLConfig(hidden_dims=[8], reward_norm="antmaze"), 3, 2)
