@@ -35,7 +35,7 @@ class RewardSpec:
     name: str  # "env", "success" or "module:function"
     fn: RewardFn | None  # None: the environment's own reward, unchanged
     floor: float | None  # every per-step reward is >= floor; None: no bound known
-    sparse: bool  # only a success / failure value per step (IQL leaves such rewards unscaled)
+    sparse: bool  # only a success / failure value per step (the algorithms then use their AntMaze scales)
 
     @property
     def relabels(self) -> bool:
