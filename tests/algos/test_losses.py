@@ -276,3 +276,18 @@ def test_td3_target_smoothing_noise_is_clipped():
     a = smoothed_target_action(torch.zeros(1000, 2), noise_std=100.0, noise_clip=0.5)
     assert a.abs().max().item() == 0.5
     assert smoothed_target_action(torch.full((100, 1), 0.9), 100.0, 0.5).max().item() == 1.0
+
+
+def test_logged_actions_at_a_bound_are_clipped_like_the_official_code():
+    """A saturated logged action is scored as +-0.999 (official clip_action), not as atanh(1 - 1e-6) = 7.3,
+    which would dominate a likelihood fit on rate-limited logs."""
+    from robo_offline.algos.nets import LOGGED_ACTION_CLIP, TanhGaussianActor
+
+    torch.manual_seed(0)
+    actor = TanhGaussianActor(3, 2, hidden=(8,))
+    obs = torch.randn(4, 3)
+    at_bound = torch.tensor([[1.0, -1.0]]).expand(4, 2)
+    clipped = at_bound * LOGGED_ACTION_CLIP
+    assert LOGGED_ACTION_CLIP == 0.999
+    assert torch.allclose(actor.log_prob(obs, at_bound), actor.log_prob(obs, clipped))
+    assert torch.isfinite(actor.log_prob(obs, at_bound)).all()
