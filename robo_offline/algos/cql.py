@@ -107,11 +107,10 @@ class CQL(SAC):
         return self.cfg.critic_lr if optimizer == "alpha_prime" else super().learning_rate(optimizer)
 
     def reward_transform(self, episode_returns: Tensor, horizon: int, sparse: bool) -> tuple[float, float]:
-        scale, bias = (10.0, -5.0) if sparse else (1.0, 0.0)
-        cfg = self.cfg
-        return (scale if cfg.reward_scale is None else cfg.reward_scale), (
-            bias if cfg.reward_bias is None else cfg.reward_bias
-        )
+        default_scale, default_bias = (10.0, -5.0) if sparse else (1.0, 0.0)
+        scale = default_scale if self.cfg.reward_scale is None else self.cfg.reward_scale
+        bias = default_bias if self.cfg.reward_bias is None else self.cfg.reward_bias
+        return scale, bias
 
     # -- update -------------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, Tensor]:

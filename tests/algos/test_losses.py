@@ -291,3 +291,12 @@ def test_logged_actions_at_a_bound_are_clipped_like_the_official_code():
     assert LOGGED_ACTION_CLIP == 0.999
     assert torch.allclose(actor.log_prob(obs, at_bound), actor.log_prob(obs, clipped))
     assert torch.isfinite(actor.log_prob(obs, at_bound)).all()
+
+
+def test_cql_scales_sparse_rewards_as_the_official_antmaze_runs_unless_told():
+    T = torch.tensor
+    algo = CQL(CQLConfig(hidden_dims=[8]), 3, 2)
+    assert algo.reward_transform(T([0.0, 50.0]), horizon=100, sparse=True) == (10.0, -5.0)  # success: +-5 per step
+    assert algo.reward_transform(T([0.0, 50.0]), horizon=100, sparse=False) == (1.0, 0.0)
+    mine = CQL(CQLConfig(hidden_dims=[8], reward_scale=2.0, reward_bias=0.0), 3, 2)
+    assert mine.reward_transform(T([0.0, 50.0]), horizon=100, sparse=True) == (2.0, 0.0)
