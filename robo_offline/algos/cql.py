@@ -152,15 +152,14 @@ class CQL(SAC):
             # One actor forward for the 2B distinct states; n + n_next draws each: CQL candidates at
             # s and at s' (first n), backup actions at s' (last n_next; the s rows of those go unused).
             acts, log_pis = self.actor.sample_n(torch.cat([obs, next_obs]), n + n_next)
-            cql_act = torch.cat([acts[:n, :b], acts[:n, b:]]).reshape(2 * n * b, -1)
+            cql_act = torch.cat([acts[:n, :b], acts[:n, b:]])  # (2N, B, A): pi(.|s), then pi(.|s')
             cql_log_pi = torch.cat([log_pis[:n, :b], log_pis[:n, b:]])
-            next_act = acts[n:, b:].reshape(n_next * b, -1)
-            td_target = self._td_target(batch, next_act, log_pis[n:, b:], alpha)
-            rand_act = torch.empty(n * b, self.act_dim, device=obs.device, dtype=obs.dtype).uniform_(-1.0, 1.0)
-        # One critic call for every Q(s, .): data, uniform, pi(.|s) and pi(.|s') actions.
-        q = self.critic(obs.repeat(3 * n + 1, 1), torch.cat([batch.actions, rand_act, cql_act]))
-        q_data = q[:, :b]
-        q_rand, q_cur, q_next = q[:, b:].reshape(-1, 3, n, b).unbind(1)
+            td_target = self._td_target(batch, acts[n:, b:], log_pis[n:, b:], alpha)
+            rand_act = torch.empty(n, b, self.act_dim, device=obs.device, dtype=obs.dtype).uniform_(-1.0, 1.0)
+        # One critic call for every Q(s, .): data, uniform, pi(.|s) and pi(.|s') actions, (C, 3N + 1, B).
+        q = self.critic.many(obs, torch.cat([batch.actions.unsqueeze(0), rand_act, cql_act]))
+        q_data = q[:, 0]
+        q_rand, q_cur, q_next = q[:, 1:].reshape(-1, 3, n, b).unbind(1)
         q_cur, q_next, info = self.bound_policy_q(q_cur, q_next, batch)
         log_pi_cur, log_pi_next = cql_log_pi.view(2, n, b).unbind(0)
         ood = importance_sampled_logsumexp(
@@ -174,9 +173,9 @@ class CQL(SAC):
         return critic_loss, alpha_prime_loss, info
 
     def _td_target(self, batch: Batch, next_act: Tensor, next_log_pi: Tensor, alpha: Tensor) -> Tensor:
-        n_next = next_log_pi.shape[0]
-        q = self.critic_target(batch.next_observations.repeat(n_next, 1), next_act).min(0).values
-        q_next, log_pi = max_backup(q.view(n_next, -1), next_log_pi)
+        """r + gamma (1 - d) Q_target(s', a') with a' the best of the candidates `next_act` (N, B, A)."""
+        q = self.critic_target.many(batch.next_observations, next_act).min(0).values
+        q_next, log_pi = max_backup(q, next_log_pi)
         if self.cfg.backup_entropy:
             q_next = q_next - alpha * log_pi
         return batch.rewards + self.cfg.gamma * (1.0 - batch.terminals) * q_next
