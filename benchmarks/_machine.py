@@ -7,13 +7,17 @@ from pathlib import Path
 
 import torch
 
+from robo_offline.training.precision import resolve_precision
+
 
 def machine() -> str:
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    isa = [name for name in ("avx512f", "amx_bf16") if f" {name}" in info]
+    isa = [name for name in ("avx512f", "avx512_bf16", "amx_bf16") if f" {name}" in info]
     cores = torch.get_num_threads()
+    auto = resolve_precision("auto", torch.device("cpu"))
     return (
-        f"{model} ({', '.join(isa) or 'no AVX-512/AMX'}), torch threads {cores}, Python "
-        f"{platform.python_version()}, torch {torch.__version__}"
+        f"{model} ({', '.join(isa) or 'no AVX-512/AMX'}; torch kernels {torch.backends.cpu.get_cpu_capability()}), "
+        f"torch threads {cores}, train.precision=auto -> {auto.describe()}, Python {platform.python_version()}, "
+        f"torch {torch.__version__}"
     )

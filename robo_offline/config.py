@@ -29,6 +29,7 @@ from robo_offline.data.replay import PROPORTIONAL
 from robo_offline.data.validation import NONFINITE_POLICIES
 from robo_offline.datagen.builtin import DEMO_SOURCES
 from robo_offline.datagen.tiers import TIERS
+from robo_offline.training.precision import PRECISIONS
 from sim.rewards import KINDS as REWARD_KINDS
 
 
@@ -98,7 +99,7 @@ class TrainConfig:
     normalize_observations: bool = True
     grad_clip: float | None = None
     compile: bool = False  # torch.compile the update (measured no faster on CPU: benchmarks/throughput.py)
-    bf16: bool = False  # bf16 autocast (slower than fp32 on CPUs without AMX: benchmarks/throughput.py)
+    precision: str = "auto"  # auto (bf16 where native: AMX CPU, CUDA >= 8.0) | fp32 | bf16 (training/precision.py)
     flush_denormal: bool = True  # subnormal floats slow Cal-QL's backward ~2.5x on CPU
     progress: bool = True
 
@@ -256,6 +257,7 @@ def validate(cfg: DictConfig) -> None:
     for key in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
         _check(tr[key] > 0, f"train.{key}", "must be > 0")
     _check(tr.threads >= 0, "train.threads", "must be >= 0")
+    _check_choice(tr.precision, PRECISIONS, "train.precision")
     _check(tr.grad_clip is None or tr.grad_clip > 0, "train.grad_clip", "must be > 0 or null")
     _check(
         tr.device == "auto" or tr.device.split(":")[0] in ("cpu", "cuda", "mps"),
@@ -303,6 +305,9 @@ def load_saved(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
         node = OmegaConf.select(saved, section)
         if isinstance(node, DictConfig) and name in node:
             node.pop(name)
+    train = OmegaConf.select(saved, "train")
+    if isinstance(train, DictConfig) and "bf16" in train:  # train.bf16 became train.precision: keep what it ran in
+        train.precision = "bf16" if train.pop("bf16") else "fp32"
     schema = schema_for(OmegaConf.select(saved, "algo.name"))
     _, dotlist = _split_args(overrides)
     try:

@@ -24,7 +24,14 @@ ALLOWED: dict[str, set[str]] = {
     "robo_offline.algos": {"robo_offline.data"},
     "robo_offline.training": {"robo_offline.algos", "robo_offline.data", "sim", "deploy"},
     "robo_offline.datagen": {"robo_offline.data", "sim", "deploy"},
-    "robo_offline.config": {"robo_offline.algos", "robo_offline.data", "robo_offline.datagen", "sim", "deploy"},
+    "robo_offline.config": {
+        "robo_offline.algos",
+        "robo_offline.data",
+        "robo_offline.datagen",
+        "robo_offline.training",
+        "sim",
+        "deploy",
+    },
     "robo_offline.workflows": {
         "robo_offline.training",
         "robo_offline.datagen",

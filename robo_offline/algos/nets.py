@@ -3,6 +3,9 @@
 Critic ensembles are one module whose layers hold all members' weights, so an ensemble of
 Q-functions is evaluated with one batched matmul per layer (`torch.baddbmm`) instead of a
 Python loop over networks.
+
+Every network returns fp32 (`.float()`, free in fp32): under bf16 autocast (`train.precision`) only
+the matmuls run in bf16, and targets, log-probabilities, logsumexps and losses stay fp32.
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ class Critic(nn.Module):
         self.obs_dim = obs_dim
 
     def forward(self, obs: Tensor, act: Tensor) -> Tensor:
-        return self.net(torch.cat([obs, act], dim=-1)).squeeze(-1)
+        return self.net(torch.cat([obs, act], dim=-1)).squeeze(-1).float()
 
     def many(self, obs: Tensor, acts: Tensor) -> Tensor:
         """Q of K actions at each of B states: obs (B, obs_dim), acts (K, B, act_dim) -> (n_critics, K, B).
@@ -116,7 +119,7 @@ class Critic(nn.Module):
         state_part = torch.baddbmm(first.bias, obs.unsqueeze(0).expand(self.n_critics, -1, -1), w_obs)
         action_part = torch.matmul(acts.reshape(1, k * b, -1), w_act)  # (C, K * B, hidden)
         pre = (action_part.view(self.n_critics, k, b, -1) + state_part.unsqueeze(1)).view(self.n_critics, k * b, -1)
-        return self.net.after_first(pre).view(self.n_critics, k, b)
+        return self.net.after_first(pre).view(self.n_critics, k, b).float()
 
 
 class ValueFunction(nn.Module):
@@ -127,7 +130,7 @@ class ValueFunction(nn.Module):
         self.net = mlp(obs_dim, 1, hidden)
 
     def forward(self, obs: Tensor) -> Tensor:
-        return self.net(obs).squeeze(-1)
+        return self.net(obs).squeeze(-1).float()
 
 
 class DeterministicActor(nn.Module):
@@ -138,7 +141,7 @@ class DeterministicActor(nn.Module):
         self.net = mlp(obs_dim, act_dim, hidden, output_activation=nn.Tanh)
 
     def forward(self, obs: Tensor) -> Tensor:
-        return self.net(obs)
+        return self.net(obs).float()
 
 
 class FixedStdGaussianActor(nn.Module):
@@ -154,7 +157,7 @@ class FixedStdGaussianActor(nn.Module):
 
     def distribution(self, obs: Tensor) -> Normal:
         std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
-        return Normal(self.net(obs), std, validate_args=False)  # validation would sync with the host
+        return Normal(self.net(obs).float(), std, validate_args=False)  # validation would sync with the host
 
     def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
         return self.distribution(obs).log_prob(act).sum(-1)
@@ -167,7 +170,7 @@ class FixedStdGaussianActor(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         """Deterministic action: the mean."""
-        return self.net(obs)
+        return self.net(obs).float()
 
 
 class TanhGaussianActor(nn.Module):
@@ -189,7 +192,7 @@ class TanhGaussianActor(nn.Module):
 
     def heads(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """(mean, log-std) of the Gaussian before the tanh."""
-        mu, log_std = self.net(obs).chunk(2, dim=-1)
+        mu, log_std = self.net(obs).float().chunk(2, dim=-1)
         if hasattr(self, "log_std_offset"):
             log_std = self.log_std_multiplier * log_std + self.log_std_offset
         return mu, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
@@ -214,7 +217,7 @@ class TanhGaussianActor(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         """Deterministic action: tanh of the mean (no `heads`: its module-level clamp bounds do not script)."""
-        return torch.tanh(self.net(obs).chunk(2, dim=-1)[0])
+        return torch.tanh(self.net(obs).float().chunk(2, dim=-1)[0])
 
 
 def _squashed_sample(mu: Tensor, log_std: Tensor, shape: Sequence[int]) -> tuple[Tensor, Tensor]:
@@ -279,7 +282,7 @@ class VAEDecoder(nn.Module):
         self.net = mlp(obs_dim + latent_dim, act_dim, hidden, output_activation=nn.Tanh)
 
     def forward(self, obs: Tensor, z: Tensor) -> Tensor:
-        return self.net(torch.cat([obs, z], dim=-1))
+        return self.net(torch.cat([obs, z], dim=-1)).float()
 
 
 class ConditionalVAE(nn.Module):
@@ -300,7 +303,7 @@ class ConditionalVAE(nn.Module):
         self.latent_clip = latent_clip
 
     def encode(self, obs: Tensor, act: Tensor) -> tuple[Tensor, Tensor]:
-        mu, log_std = self.encoder(torch.cat([obs, act], dim=-1)).chunk(2, dim=-1)
+        mu, log_std = self.encoder(torch.cat([obs, act], dim=-1)).float().chunk(2, dim=-1)
         return mu, log_std.clamp(-4.0, 15.0)  # BCQ's clamp: keeps exp(log_std) finite
 
     def forward(self, obs: Tensor, act: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -324,5 +327,5 @@ class PerturbationActor(nn.Module):
         self.phi = phi
 
     def forward(self, obs: Tensor, act: Tensor) -> Tensor:
-        xi = self.phi * torch.tanh(self.net(torch.cat([obs, act], dim=-1)))
+        xi = self.phi * torch.tanh(self.net(torch.cat([obs, act], dim=-1)).float())
         return (act + xi).clamp(-1.0, 1.0)

@@ -1,8 +1,8 @@
 """The one training loop every algorithm runs on.
 
-The loop owns what algorithms should not: batch sampling, bf16 autocast, the non-finite guard,
-metrics, periodic evaluation, checkpoints and the learning-curve plot. Per step it issues only
-device work; the host reads values back at log, eval and checkpoint steps.
+The loop owns what algorithms should not: batch sampling, the precision (bf16 autocast where it is
+native), the non-finite guard, metrics, periodic evaluation, checkpoints and the learning-curve plot.
+Per step it issues only device work; the host reads values back at log, eval and checkpoint steps.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from robo_offline.data import Batch
 from robo_offline.training.checkpoint import LAST, load_checkpoint, save_checkpoint
 from robo_offline.training.metrics import MetricsLogger
 from robo_offline.training.plots import plot_learning_curves
+from robo_offline.training.precision import Precision, resolve_precision
 from robo_offline.training.rng import rng_state, set_rng_state
+
+PRECISION_FILE = "precision.txt"  # the run's resolved precision and why, beside config.yaml
 
 
 class NonFiniteLossError(RuntimeError):
@@ -64,7 +67,7 @@ class LoopConfig:
     log_every: int
     eval_every: int
     checkpoint_every: int
-    bf16: bool = False
+    precision: str = "fp32"  # auto | fp32 | bf16 (training.precision)
     progress: bool = True
     compile: bool = False
     flush_denormal: bool = True
@@ -80,7 +83,7 @@ class LoopConfig:
             log_every=train.log_every,
             eval_every=train.eval_every if eval_every is None else eval_every,
             checkpoint_every=train.checkpoint_every if checkpoint_every is None else checkpoint_every,
-            bf16=train.bf16,
+            precision=train.precision,
             progress=train.progress,
             compile=train.compile,
             flush_denormal=train.flush_denormal,
@@ -119,6 +122,7 @@ class Trainer:
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.last_checkpoint: Path | None = None
         self.last_eval: dict[str, Any] = {}
+        self.precision: Precision = resolve_precision(cfg.precision, self.device)
 
     def fit(self, start_step: int = 0) -> dict[str, Any]:
         with _denormals_flushed(self.cfg.flush_denormal and self.device.type == "cpu"):
@@ -127,7 +131,10 @@ class Trainer:
     def _fit(self, start_step: int) -> dict[str, Any]:
         cfg, watch = self.cfg, LossWatch(self.device)
         sums: dict[str, Tensor] = {}
-        autocast = _autocast(self.device, cfg.bf16)
+        autocast = self.precision.autocast(self.device)
+        (self.run_dir / PRECISION_FILE).write_text(self.precision.describe() + "\n")
+        if cfg.progress:
+            tqdm.write(f"precision: {self.precision.describe()}")
         bar = tqdm(
             range(start_step + 1, cfg.steps + 1),
             desc=f"{type(self.algo).__name__}",
@@ -173,6 +180,9 @@ class Trainer:
         state = load_checkpoint(self.checkpoint_dir, self.device)
         self.algo.load_training_state(state["algo"])
         set_rng_state(state["rng"], self.generators)
+        stored = state.get("precision", "fp32")  # checkpoints from before train.precision trained in fp32
+        if stored != self.precision.dtype:  # e.g. resumed on another machine: the run keeps what it trained in
+            self.precision = Precision(stored, f"as the checkpoint was trained; here {self.precision.describe()}")
         if self.load_extra_state is not None:
             self.load_extra_state(state)
         self.last_checkpoint = self.checkpoint_path
@@ -183,6 +193,7 @@ class Trainer:
             "step": step,
             "algo": self.algo.training_state(),
             "rng": rng_state(self.generators),
+            "precision": self.precision.dtype,
             **(self.extra_state() if self.extra_state else {}),
         }
         self.last_checkpoint = save_checkpoint(state, self.checkpoint_dir, step, keep_every=self.cfg.keep_checkpoints)
@@ -207,12 +218,6 @@ def _denormals_flushed(enabled: bool):
         yield
     finally:
         torch.set_flush_denormal(False)
-
-
-def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    if not bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def _compiled(update: Callable[[Batch], dict[str, Tensor]]) -> Callable[[Batch], dict[str, Tensor]]:
