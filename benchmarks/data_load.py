@@ -6,6 +6,10 @@ times both several times and prints the medians. `--no-next-obs` benchmarks the 
 without `next_observations`, where the loader derives them (qlearning_dataset convention).
 
     python benchmarks/data_load.py [--repeats 7] [--no-next-obs]
+    python benchmarks/data_load.py --transitions 10000000 --memory   # peak memory of a 10M-transition load
+
+`--memory` loads the file once in a fresh process and reports its peak resident memory above what the
+process held before the load, against the size of the file's arrays (goal: at most 1.5x).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,25 +29,27 @@ import torch
 
 from robo_offline.data import load_dataset
 
+from _machine import machine
+
 N_TRANSITIONS = 1_000_000
 OBS_DIM, ACT_DIM, EPISODE_LEN = 11, 3, 1000
 N_TERMINAL_EPISODES = 20  # these end early, at step 500, in a terminal
 
 
-def cached_file(with_next_obs: bool) -> Path:
+def cached_file(with_next_obs: bool, n: int = N_TRANSITIONS) -> Path:
     cache = Path(os.environ.get("ROBO_OFFLINE_CACHE", Path(tempfile.gettempdir()) / "robo_offline_cache"))
-    path = cache / f"d4rl_hopper_1m{'' if with_next_obs else '_no_next'}.hdf5"
+    size = f"{n // 1_000_000}m" if n % 1_000_000 == 0 else str(n)
+    path = cache / f"d4rl_hopper_{size}{'' if with_next_obs else '_no_next'}.hdf5"
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
-        write_hopper_like(partial, with_next_obs)
+        write_hopper_like(partial, with_next_obs, n)
         partial.rename(path)  # atomic: an interrupted write never leaves a half file under the real name
     return path
 
 
-def write_hopper_like(path: Path, with_next_obs: bool) -> None:
+def write_hopper_like(path: Path, with_next_obs: bool, n: int = N_TRANSITIONS) -> None:
     rng = np.random.default_rng(0)
-    n = N_TRANSITIONS
     observations = rng.standard_normal((n + 1, OBS_DIM), dtype=np.float32)
     terminals = np.zeros(n, dtype=bool)
     timeouts = np.zeros(n, dtype=bool)
@@ -82,19 +90,46 @@ def interleaved_medians(fns: dict, repeats: int) -> dict[str, tuple[float, float
     return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in fns}
 
 
+def array_bytes(path: Path) -> int:
+    with h5py.File(path, "r") as f:
+        return sum(f[key].size * f[key].dtype.itemsize for key in f.keys())
+
+
+def peak_memory_of_load(path: Path) -> int:
+    """Peak resident bytes a fresh process adds while `load_dataset(path)` runs (imports excluded)."""
+    child = (
+        "import resource, sys, torch\n"
+        "from robo_offline.data import load_dataset\n"
+        "torch.set_num_threads(1)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "data = load_dataset(sys.argv[1])\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", child, str(path)], check=True, capture_output=True, text=True)
+    return int(out.stdout.split()[-1]) * 1024  # ru_maxrss is in KiB on Linux
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--no-next-obs", action="store_true", help="file without next_observations")
+    parser.add_argument("--transitions", type=int, default=N_TRANSITIONS)
+    parser.add_argument("--memory", action="store_true", help="peak memory of one load instead of timings")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    path = cached_file(with_next_obs=not args.no_next_obs)
+    path = cached_file(with_next_obs=not args.no_next_obs, n=args.transitions)
+    print(f"machine: {machine()}")
+    if args.memory:
+        arrays, peak = array_bytes(path), peak_memory_of_load(path)
+        print(f"{path.name}: {args.transitions:,} transitions, arrays {arrays / 2**20:.0f} MiB")
+        print(f"load_dataset peak resident memory: {peak / 2**20:.0f} MiB = {peak / arrays:.2f}x the arrays")
+        return
     results = interleaved_medians(
         {"plain h5py f[k][()]": lambda: plain_h5py(path), "load_dataset": lambda: load_dataset(path)}, args.repeats
     )
     base_wall, base_cpu = results["plain h5py f[k][()]"]
-    print(f"{path.name}: {N_TRANSITIONS:,} transitions, median of {args.repeats} interleaved runs")
+    print(f"{path.name}: {args.transitions:,} transitions, median of {args.repeats} interleaved runs")
     print(f"{'method':<22}{'wall s':>9}{'ratio':>7}{'cpu s':>9}{'ratio':>7}")
     for name, (wall, cpu) in results.items():
         print(f"{name:<22}{wall:>9.4f}{wall / base_wall:>7.2f}{cpu:>9.4f}{cpu / base_cpu:>7.2f}")
