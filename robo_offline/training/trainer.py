@@ -133,8 +133,7 @@ class Trainer:
         sums: dict[str, Tensor] = {}
         autocast = self.precision.autocast(self.device)
         (self.run_dir / PRECISION_FILE).write_text(self.precision.describe() + "\n")
-        if cfg.progress:
-            tqdm.write(f"precision: {self.precision.describe()}")
+        tqdm.write(f"precision: {self.precision.describe()}")
         bar = tqdm(
             range(start_step + 1, cfg.steps + 1),
             desc=f"{type(self.algo).__name__}",
