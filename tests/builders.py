@@ -142,3 +142,31 @@ def tiny_run(
 def minus_one(obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
     """A reward of -1 per step with no declared floor (`task.reward=builders:minus_one`)."""
     return -np.ones(len(obs), np.float32)
+
+
+TINY_OBS, TINY_ACT = 4, 2
+
+
+def tiny_bc_sampler(seed: int = 0):
+    """A sampler of 16-row batches from 200 fixed transitions (actions a function of the state), and its generator."""
+    import torch
+
+    from robo_offline.data import Batch
+
+    obs = torch.randn(200, TINY_OBS, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(seed)
+    act = torch.tanh(obs[:, :TINY_ACT])
+    zeros = torch.zeros(200)
+
+    def sample() -> Batch:
+        i = torch.randint(0, 200, (16,), generator=g)
+        return Batch(obs[i], act[i], zeros[i], obs[i], zeros[i], zeros[i])
+
+    return sample, g
+
+
+def tiny_bc():
+    """BC with a 16-16 network for the sampler above, set up for 100 updates."""
+    from robo_offline.algos.bc import BC, BCConfig
+
+    return BC(BCConfig(hidden_dims=[16, 16]), TINY_OBS, TINY_ACT).setup(total_steps=100)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_trainer import _bc, _sampler
+from builders import tiny_bc, tiny_bc_sampler
 
 from robo_offline import config as config_lib
 from robo_offline.training import precision as precision_lib
@@ -49,8 +49,8 @@ def test_networks_return_fp32_under_bf16_autocast():
 
 def _fit(run_dir, steps: int, precision: str, resume: bool = False) -> tuple[Trainer, torch.nn.Module]:
     torch.manual_seed(0)
-    sample, g = _sampler()
-    algo = _bc()
+    sample, g = tiny_bc_sampler()
+    algo = tiny_bc()
     trainer = Trainer(algo, sample, LoopConfig(steps, 10, 1000, 10, precision=precision, progress=False), run_dir)
     trainer.generators = {"s": g}
     trainer.fit(start_step=trainer.resume() if resume else 0)

@@ -6,30 +6,13 @@ import csv
 
 import pytest
 import torch
+from builders import TINY_ACT, TINY_OBS, tiny_bc, tiny_bc_sampler
 
 from robo_offline.algos.bc import BC, BCConfig
-from robo_offline.data import Batch
 from robo_offline.training.checkpoint import load_checkpoint
 from robo_offline.training.trainer import LoopConfig, NonFiniteLossError, Trainer
 
-OBS, ACT = 4, 2
-
-
-def _sampler(seed: int = 0):
-    obs = torch.randn(200, OBS, generator=torch.Generator().manual_seed(0))
-    g = torch.Generator().manual_seed(seed)
-    act = torch.tanh(obs[:, :ACT])
-    zeros = torch.zeros(200)
-
-    def sample() -> Batch:
-        i = torch.randint(0, 200, (16,), generator=g)
-        return Batch(obs[i], act[i], zeros[i], obs[i], zeros[i], zeros[i])
-
-    return sample, g
-
-
-def _bc() -> BC:
-    return BC(BCConfig(hidden_dims=[16, 16]), OBS, ACT).setup(total_steps=100)
+OBS, ACT = TINY_OBS, TINY_ACT
 
 
 class ExplodingBC(BC):
@@ -48,10 +31,10 @@ class ExplodingBC(BC):
 
 
 def test_loop_writes_metrics_checkpoints_and_plot(tmp_path):
-    sample, g = _sampler()
+    sample, g = tiny_bc_sampler()
     evals = []
     trainer = Trainer(
-        _bc(),
+        tiny_bc(),
         sample,
         LoopConfig(40, 10, 20, 20, progress=False),
         tmp_path,
@@ -69,10 +52,10 @@ def test_loop_writes_metrics_checkpoints_and_plot(tmp_path):
 
 
 def test_denormals_are_flushed_during_training_only(tmp_path):
-    sample, _ = _sampler()
+    sample, _ = tiny_bc_sampler()
     seen = []
     Trainer(
-        _bc(),
+        tiny_bc(),
         sample,
         LoopConfig(10, 5, 5, 10, progress=False),
         tmp_path,
@@ -83,7 +66,7 @@ def test_denormals_are_flushed_during_training_only(tmp_path):
 
 
 def test_non_finite_loss_stops_naming_loss_and_step_and_keeps_last_good_checkpoint(tmp_path):
-    sample, _ = _sampler()
+    sample, _ = tiny_bc_sampler()
     algo = ExplodingBC(explode_at=27).setup(total_steps=100)
     trainer = Trainer(algo, sample, LoopConfig(100, 10, 1000, 10, progress=False), tmp_path)
     with pytest.raises(NonFiniteLossError, match=r"'actor_loss'.*step 27") as err:
@@ -94,18 +77,18 @@ def test_non_finite_loss_stops_naming_loss_and_step_and_keeps_last_good_checkpoi
 
 def test_resume_gives_bit_identical_next_updates(tmp_path):
     torch.manual_seed(0)
-    sample, g = _sampler()
-    uninterrupted = _bc()
+    sample, g = tiny_bc_sampler()
+    uninterrupted = tiny_bc()
     Trainer(
         uninterrupted, sample, LoopConfig(30, 10, 1000, 10, progress=False), tmp_path / "a", generators={"s": g}
     ).fit()
 
     torch.manual_seed(0)
-    sample, g = _sampler()
-    first = _bc()
+    sample, g = tiny_bc_sampler()
+    first = tiny_bc()
     Trainer(first, sample, LoopConfig(20, 10, 1000, 10, progress=False), tmp_path / "b", generators={"s": g}).fit()
-    sample, g = _sampler(seed=123)  # a different stream: the checkpoint must restore it
-    resumed = _bc()
+    sample, g = tiny_bc_sampler(seed=123)  # a different stream: the checkpoint must restore it
+    resumed = tiny_bc()
     extra = []
     trainer = Trainer(
         resumed,
