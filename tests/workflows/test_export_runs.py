@@ -42,6 +42,7 @@ def test_export_run_dir_both_formats_with_parity(demos, algo, capsys):
     ]
     cfg = C.compose(tiny_run(f"{demos}/data", *overrides, algo=(f"algo={algo}", *ALGOS[algo])))
     ctx, _ = pretrain(cfg)
+    capsys.readouterr()  # training's own lines (e.g. its precision); what follows is export's output alone
     assert cli_main(["export", str(ctx.run_dir)]) == 0  # writes, reloads and parity-checks both files
     out = capsys.readouterr().out
     files = {line.split(": ")[0]: line.split(": ")[1] for line in out.strip().splitlines() if ": " in line}
