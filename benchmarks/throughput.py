@@ -539,7 +539,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset-size", type=int, default=100_000)
     p.add_argument("--peak-size", type=int, default=2048, help="side of the square matmul of the peak")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bf16", action="store_true", help="also measure under bf16 autocast (as train.bf16)")
+    p.add_argument("--bf16", action="store_true", help="also measure under bf16 autocast (as train.precision=bf16)")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile(algo.update)")
     p.add_argument("--flush-denormal", action="store_true",
                    help="also measure fp32 with torch.set_flush_denormal(True) (subnormals -> 0)")  # fmt: skip
