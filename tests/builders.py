@@ -9,7 +9,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
 
+from robo_offline.algos.bc import BC, BCConfig
+from robo_offline.data import Batch
 from sim.episode import Episode
 
 
@@ -149,10 +152,6 @@ TINY_OBS, TINY_ACT = 4, 2
 
 def tiny_bc_sampler(seed: int = 0):
     """A sampler of 16-row batches from 200 fixed transitions (actions a function of the state), and its generator."""
-    import torch
-
-    from robo_offline.data import Batch
-
     obs = torch.randn(200, TINY_OBS, generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(seed)
     act = torch.tanh(obs[:, :TINY_ACT])
@@ -165,8 +164,6 @@ def tiny_bc_sampler(seed: int = 0):
     return sample, g
 
 
-def tiny_bc():
+def tiny_bc() -> BC:
     """BC with a 16-16 network for the sampler above, set up for 100 updates."""
-    from robo_offline.algos.bc import BC, BCConfig
-
     return BC(BCConfig(hidden_dims=[16, 16]), TINY_OBS, TINY_ACT).setup(total_steps=100)

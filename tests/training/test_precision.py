@@ -51,13 +51,13 @@ def _fit(run_dir, steps: int, precision: str, resume: bool = False) -> tuple[Tra
     torch.manual_seed(0)
     sample, g = tiny_bc_sampler()
     algo = tiny_bc()
-    trainer = Trainer(algo, sample, LoopConfig(steps, 10, 1000, 10, precision=precision, progress=False), run_dir)
-    trainer.generators = {"s": g}
+    loop = LoopConfig(steps, 10, 1000, 10, precision=precision, progress=False)
+    trainer = Trainer(algo, sample, loop, run_dir, generators={"s": g})
     trainer.fit(start_step=trainer.resume() if resume else 0)
     return trainer, algo
 
 
-def test_precision_is_saved_and_a_resumed_bf16_run_stays_bit_identical(tmp_path, monkeypatch):
+def test_precision_is_saved_and_a_resumed_bf16_run_stays_bit_identical(tmp_path):
     _, uninterrupted = _fit(tmp_path / "a", 30, "bf16")
     trainer, _ = _fit(tmp_path / "b", 20, "bf16")
     assert load_checkpoint(tmp_path / "b" / "checkpoints")["precision"] == "bf16"
