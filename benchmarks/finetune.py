@@ -22,6 +22,7 @@ import statistics
 from pathlib import Path
 
 from robo_offline import config as C
+from robo_offline.training.checkpoint import load_checkpoint
 from robo_offline.workflows.finetune import finetune, online_run_config
 from robo_offline.workflows.pretrain import pretrain
 
@@ -77,6 +78,16 @@ def fmt(values: list[float], digits: int = 1, scale: float = 1.0) -> str:
 def _finished(run_dir: Path, env_steps: int) -> bool:
     points = curve(run_dir, "env_steps") if (run_dir / "eval.csv").is_file() else []
     return bool(points) and points[-1][1] >= env_steps
+
+
+def _finished_offline(run_dir: Path, steps: int) -> bool:
+    state = run_dir / "checkpoints" / "last.pt"
+    return state.is_file() and load_checkpoint(state)["step"] >= steps
+
+
+def _checkpointed(run_dir: Path) -> Path | None:
+    """The run directory of an interrupted run (it holds a checkpoint), for `resume=`."""
+    return run_dir if (run_dir / "checkpoints" / "last.pt").is_file() else None
 
 
 def main() -> None:
@@ -138,10 +149,15 @@ def main() -> None:
                         *args.overrides,
                     ]
                 )
-                ctx, _ = pretrain(cfg)
+                offline_dir = args.runs / f"{tag}-offline"
+                if not _finished_offline(offline_dir, args.offline_steps):  # interrupted runs continue
+                    pretrain(cfg, resume=_checkpointed(offline_dir))
+                resume = _checkpointed(online_dir)
                 finetune(
-                    online_run_config(
-                        ctx.run_dir,
+                    C.load_saved(online_dir / "config.yaml")
+                    if resume
+                    else online_run_config(
+                        offline_dir,
                         [
                             f"finetune.env_steps={args.env_steps}",
                             f"finetune.eval_every={eval_every}",
@@ -151,7 +167,8 @@ def main() -> None:
                             *ft_overrides,
                             *args.overrides,
                         ],
-                    )
+                    ),
+                    resume=resume,
                 )
             results.setdefault(method, []).append(summary(online_dir, args.metric, args.env_steps))
             print(f"{tag}: {results[method][-1]}" + (" (kept)" if kept else ""), flush=True)

@@ -99,8 +99,10 @@ def run(args: argparse.Namespace) -> list[dict]:
                 )
                 run_dir = args.runs / f"{Path(name).stem}-{algo}-s{seed}"
                 result = finished(run_dir, args.steps)  # a re-run of the benchmark keeps finished runs
-                if result is None:
-                    _, result = pretrain(cfg)
+                if result is None:  # an interrupted run continues from its checkpoint
+                    _, result = pretrain(
+                        cfg, resume=run_dir if (run_dir / "checkpoints" / "last.pt").is_file() else None
+                    )
                 results.append(result)
                 print(f"{name} {algo} seed {seed}: {result}", flush=True)
             rows.append(

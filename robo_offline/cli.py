@@ -12,7 +12,9 @@ from robo_offline import config as config_lib
 from robo_offline.config import ConfigError
 from robo_offline.data import FORMATS, DatasetError
 from robo_offline.datagen.tiers import TIERS
-from robo_offline.training.checkpoint import CheckpointError
+from robo_offline.training.checkpoint import CheckpointError, StorageError
+from robo_offline.training.interrupt import TrainingInterrupted
+from robo_offline.training.run_dir import RunDirError
 from robo_offline.training.trainer import NonFiniteLossError
 from sim.behaviours import BEHAVIOURS
 
@@ -234,12 +236,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, CheckpointError, ExportParityError, NonFiniteLossError, FileNotFoundError) as e:
+    except (
+        ConfigError,
+        DatasetError,
+        CheckpointError,
+        ExportParityError,
+        NonFiniteLossError,
+        RunDirError,
+        StorageError,
+        FileNotFoundError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:
+        print(f"{e}\ncontinue with: robo-offline {_resume_command(args.command, e.run_dir)}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is kept (resume with --resume RUN_DIR)", file=sys.stderr)
+        print("interrupted outside a training loop: no checkpoint was written by this stage", file=sys.stderr)
         return 130
+
+
+def _resume_command(command: str, run_dir: Path) -> str:
+    """How to continue an interrupted run: the main job's stages are pretrain and finetune runs, the SAC
+    training of `tiers --train` a train-online run."""
+    if command not in ("pretrain", "finetune", "train-online"):
+        online = "train-online" if command == "tiers" else "pretrain"
+        command = "finetune" if config_lib.load_saved(run_dir / "config.yaml").finetune.source else online
+    return f"{command} --resume {run_dir}"
 
 
 if __name__ == "__main__":

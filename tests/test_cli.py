@@ -6,7 +6,8 @@ import minari
 import numpy as np
 from builders import d4rl_arrays, write_d4rl
 
-from robo_offline.cli import main
+from robo_offline import config as C
+from robo_offline.cli import _resume_command, main
 
 
 def test_inspect_reports_a_d4rl_file(tmp_path, capsys):
@@ -81,3 +82,15 @@ def test_missing_dataset_without_collection_exits_2_and_leaves_no_run_dir(tmp_pa
     assert main(["pretrain", "task.collect_if_missing=false", f"task.dataset={missing}", "train.progress=false"]) == 2
     assert str(missing) in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_interrupted_stage_names_the_command_that_continues_it(tmp_path):
+    for name, source in (("offline", ""), ("online", "runs/offline")):
+        cfg = C.compose(["finetune.source=" + source] if source else [])
+        (tmp_path / name).mkdir()
+        C.save(cfg, tmp_path / name / "config.yaml")
+    offline, online = tmp_path / "offline", tmp_path / "online"
+    assert _resume_command("main", offline) == f"pretrain --resume {offline}"
+    assert _resume_command("main", online) == f"finetune --resume {online}"
+    assert _resume_command("tiers", offline) == f"train-online --resume {offline}"
+    assert _resume_command("pretrain", offline) == f"pretrain --resume {offline}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -54,13 +55,24 @@ def write_demo_log(
     name: str,
     description: str,
     extra_metadata: dict | None = None,
+    if_exists: str = "error",
 ) -> Path:
-    """Write episodes in Minari's layout (with the env's reference scores where known)."""
+    """Write episodes in Minari's layout (with the env's reference scores where known).
+
+    The log is written to a hidden sibling directory and renamed into place at the end, so an interrupted
+    write never leaves something that loads as a complete log. `if_exists`: "error", "replace" (tiers
+    re-recorded), or "keep" (another process wrote the same built-in log first: keep theirs).
+    """
+    path = Path(path)
+    if path.exists() and if_exists == "error":
+        raise FileExistsError(f"{path} already exists; delete it or write the log elsewhere")
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
     env = make_env(env_id)
     ref = REFERENCE_RETURNS.get(env_id)
     try:
-        return write_minari_dataset(
-            path,
+        write_minari_dataset(
+            partial,
             episodes,
             dataset_id=f"robo-offline/{name}-v0",
             env_id=env_id,
@@ -72,8 +84,17 @@ def write_demo_log(
             ref_max_score=ref[1] if ref else None,
             extra_metadata=extra_metadata,
         )
+        if if_exists == "replace":
+            shutil.rmtree(path, ignore_errors=True)
+        try:
+            partial.rename(path)
+        except OSError:
+            if not (if_exists == "keep" and path.exists()):
+                raise
     finally:
         env.close()
+        shutil.rmtree(partial, ignore_errors=True)
+    return path.resolve()
 
 
 def ensure_builtin_demos(task, safety: SafetyConfig | None = None, progress: bool = True) -> Path:
@@ -102,15 +123,12 @@ def ensure_builtin_demos(task, safety: SafetyConfig | None = None, progress: boo
         "episode_quality": qualities,
         "action_noise": demos.action_noise,
     }
-    partial = path.with_name(path.name + ".partial")  # an interrupted write never looks like a dataset
-    shutil.rmtree(partial, ignore_errors=True)
-    write_demo_log(
-        partial,
+    return write_demo_log(
+        path,
         episodes,
         task.env_id,
         f"{task.name}-builtin",
         f"Scripted {task.name} demos, qualities {list(demos.qualities)}",
         meta,
+        if_exists="keep",  # parallel runs may record the same built-in log; it is the same log
     )
-    partial.rename(path)
-    return path

@@ -14,7 +14,6 @@ needs no training code and no download.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -155,18 +154,14 @@ def record_tier(
     manifest = Manifest.load(policies_dir)
     episodes = tier_episodes(tier, manifest, policies_dir, transitions, seed, safety, progress)
     out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
     env_name = manifest.env_id.split("-")[0].lower()
     stats = summarize(manifest.env_id, episodes)
-    write_demo_log(
-        partial,
+    return write_demo_log(
+        out,
         episodes,
         manifest.env_id,
         f"{env_name}-{tier}",
         f"D4RL-style {tier} tier on {manifest.env_id}, recorded by robo-offline from {policies_dir}",
         {"tier": tier, "behaviour_policies": str(policies_dir), "mean_return": stats.mean_return},
+        if_exists="replace",
     )
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
-    return out

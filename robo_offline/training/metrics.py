@@ -1,10 +1,19 @@
-"""Metrics files of a run: CSV always (one per stream), TensorBoard when it is installed."""
+"""Metrics files of a run: CSV always (one per stream), TensorBoard when it is installed.
+
+Each row is appended with one write; a write that fails (disk full) is cut back to the last whole row
+and stops the run with `StorageError`, so a metrics file never holds a torn row.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
+import os
 from pathlib import Path
 from typing import Any
+
+from robo_offline.training.checkpoint import StorageError, os_error_reason
 
 
 class MetricsLogger:
@@ -20,21 +29,58 @@ class MetricsLogger:
         row = {"step": step, **values}
         path = self.run_dir / f"{stream}.csv"
         columns = self._columns.get(stream) or _existing_columns(path)
+        text = io.StringIO()
         if columns is None:
             columns = list(row)
-            with open(path, "w", newline="") as f:
-                csv.writer(f).writerow(columns)
+            csv.writer(text).writerow(columns)
+        csv.DictWriter(text, columns, extrasaction="ignore").writerow(row)
+        _append(path, text.getvalue())
         self._columns[stream] = columns
-        with open(path, "a", newline="") as f:
-            csv.DictWriter(f, columns, extrasaction="ignore").writerow(row)
         if self._tb is not None:
             for k, v in values.items():
                 if isinstance(v, (int, float)) and v is not None:
                     self._tb.add_scalar(f"{stream}/{k}", v, step)
 
+    def truncate_after(self, step: int) -> None:
+        """Drop rows logged after `step` (a killed run's rows past its last checkpoint, which a resume repeats)."""
+        for path in self.run_dir.glob("*.csv"):
+            with open(path, newline="") as f:
+                lines = f.read().splitlines(keepends=True)
+            kept = lines[:1] + [line for line in lines[1:] if _row_step(line) <= step]
+            if len(kept) < len(lines):
+                tmp = path.with_name(f".{path.name}.tmp")
+                tmp.write_text("".join(kept))
+                os.replace(tmp, path)
+
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+
+
+def _append(path: Path, text: str) -> None:
+    """Append `text` in one unbuffered write, or leave the file exactly as it was and raise StorageError."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            data, done = text.encode(), 0
+            while done < len(data):  # a short write (disk filling up) is followed by one that raises
+                done += os.write(fd, data[done:])
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise StorageError(
+                err.errno, f"could not write {path} ({os_error_reason(err)}); its rows up to now are intact"
+            ) from err
+    finally:
+        os.close(fd)
+
+
+def _row_step(line: str) -> float:
+    try:
+        return float(line.split(",", 1)[0])
+    except ValueError:  # a torn last line of a killed run
+        return float("inf")
 
 
 def _existing_columns(path: Path) -> list[str] | None:

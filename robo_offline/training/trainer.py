@@ -1,8 +1,9 @@
 """The one training loop every algorithm runs on.
 
 The loop owns what algorithms should not: batch sampling, the precision (bf16 autocast where it is
-native), the non-finite guard, metrics, periodic evaluation, checkpoints and the learning-curve plot.
-Per step it issues only device work; the host reads values back at log, eval and checkpoint steps.
+native), the non-finite guard, metrics, periodic evaluation, checkpoints, the learning-curve plot and
+stopping on SIGINT/SIGTERM with a checkpoint of the last finished step. Per step it issues only device
+work; the host reads values back at log, eval and checkpoint steps.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from robo_offline.algos import Algorithm
 from robo_offline.data import Batch
 from robo_offline.training.checkpoint import LAST, load_checkpoint, save_checkpoint
+from robo_offline.training.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
 from robo_offline.training.metrics import MetricsLogger
 from robo_offline.training.plots import plot_learning_curves
 from robo_offline.training.precision import Precision, resolve_precision
@@ -121,16 +123,22 @@ class Trainer:
         self.metrics = MetricsLogger(self.run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.last_checkpoint: Path | None = None
+        self.loss_sums: dict[str, Tensor] = {}  # since the last log row; checkpointed so a resume logs the same rows
         self.last_eval: dict[str, Any] = {}
         self.precision: Precision = resolve_precision(cfg.precision, self.device)
 
     def fit(self, start_step: int = 0) -> dict[str, Any]:
-        with _denormals_flushed(self.cfg.flush_denormal and self.device.type == "cpu"):
-            return self._fit(start_step)
+        """Train from `start_step` to `cfg.steps`; on SIGINT/SIGTERM checkpoint and raise TrainingInterrupted."""
+        with _denormals_flushed(self.cfg.flush_denormal and self.device.type == "cpu"), stop_on_signals() as stop:
+            try:
+                self._fit(start_step, stop)
+            finally:
+                self.metrics.close()
+        plot_learning_curves(self.run_dir)
+        return self.last_eval
 
-    def _fit(self, start_step: int) -> dict[str, Any]:
-        cfg, watch = self.cfg, LossWatch(self.device)
-        sums: dict[str, Tensor] = {}
+    def _fit(self, start_step: int, stop: StopRequest) -> None:
+        cfg, watch, sums = self.cfg, LossWatch(self.device), self.loss_sums
         autocast = self.precision.autocast(self.device)
         (self.run_dir / PRECISION_FILE).write_text(self.precision.describe() + "\n")
         tqdm.write(f"precision: {self.precision.describe()}")
@@ -144,48 +152,50 @@ class Trainer:
             mininterval=1.0,
         )
         last_log = time.perf_counter()
-        for step in bar:
-            extra = self.before_update(step) if self.before_update else None
-            batch = self.sample()
-            with autocast:
-                losses = self.update(batch)
-            watch.observe(step, losses)
-            for k, v in losses.items():
-                sums[k] = sums[k] + v if k in sums else v.clone()
-            if step % cfg.log_every == 0:
-                watch.check(self.last_checkpoint)
-                row = {k: float(v) / cfg.log_every for k, v in sums.items()} | (extra or {})
-                now = time.perf_counter()
-                row["updates_per_s"] = cfg.log_every / (now - last_log)  # includes collection and eval
-                sums.clear()
-                last_log = now
-                self.metrics.log("train", step, row)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in list(row.items())[:3]}, refresh=False)
-            if self.evaluate is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
-                watch.check(self.last_checkpoint)
-                self.last_eval = self.evaluate(step)
-                self.metrics.log("eval", step, self.last_eval)
-                bar.write(f"step {step}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.last_eval.items()))
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                watch.check(self.last_checkpoint)
-                self.save(step)
-        bar.close()
-        self.metrics.close()
-        plot_learning_curves(self.run_dir)
-        return self.last_eval
+        with contextlib.closing(bar):
+            for step in bar:
+                extra = self.before_update(step) if self.before_update else None
+                batch = self.sample()
+                with autocast:
+                    losses = self.update(batch)
+                watch.observe(step, losses)
+                for k, v in losses.items():
+                    sums[k] = sums[k] + v if k in sums else v.clone()
+                if step % cfg.log_every == 0:
+                    watch.check(self.last_checkpoint)
+                    row = {k: float(v) / cfg.log_every for k, v in sums.items()} | (extra or {})
+                    now = time.perf_counter()
+                    row["updates_per_s"] = cfg.log_every / (now - last_log)  # includes collection and eval
+                    sums.clear()
+                    last_log = now
+                    self.metrics.log("train", step, row)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in list(row.items())[:3]}, refresh=False)
+                if self.evaluate is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                    watch.check(self.last_checkpoint)
+                    self.last_eval = self.evaluate(step)
+                    self.metrics.log("eval", step, self.last_eval)
+                    bar.write(f"step {step}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.last_eval.items()))
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop.signame:
+                    watch.check(self.last_checkpoint)
+                    self.save(step)
+                if stop.signame:
+                    raise TrainingInterrupted(stop.signame, step, self.checkpoint_path)
 
     def resume(self) -> int:
         """Restore the last checkpoint (algorithm, RNG states, run-specific state); returns its step."""
         state = load_checkpoint(self.checkpoint_dir, self.device)
         self.algo.load_training_state(state["algo"])
         set_rng_state(state["rng"], self.generators)
+        self.loss_sums.update(state.get("loop", {}).get("loss_sums", {}))
         stored = state.get("precision", "fp32")  # checkpoints from before train.precision trained in fp32
         if stored != self.precision.dtype:  # e.g. resumed on another machine: the run keeps what it trained in
             self.precision = Precision(stored, f"as the checkpoint was trained; here {self.precision.describe()}")
         if self.load_extra_state is not None:
             self.load_extra_state(state)
         self.last_checkpoint = self.checkpoint_path
-        return int(state["step"])
+        step = int(state["step"])
+        self.metrics.truncate_after(step)  # rows a killed run logged after its last checkpoint
+        return step
 
     def save(self, step: int) -> Path:
         state = {
@@ -193,6 +203,7 @@ class Trainer:
             "algo": self.algo.training_state(),
             "rng": rng_state(self.generators),
             "precision": self.precision.dtype,
+            "loop": {"loss_sums": {k: v.detach().clone() for k, v in self.loss_sums.items()}},
             **(self.extra_state() if self.extra_state else {}),
         }
         self.last_checkpoint = save_checkpoint(state, self.checkpoint_dir, step, keep_every=self.cfg.keep_checkpoints)

@@ -27,6 +27,8 @@ def collect(
 ) -> tuple[Path, EvalResult]:
     """Roll `behaviour` out through the safety filter of `safety_file` (default: the env's action bounds only)
     and write the log at `out`; returns its path and the episodes' summary."""
+    if Path(out).exists():  # before the rollouts, not after
+        raise FileExistsError(f"{out} already exists; delete it or choose another --out")
     safety = SafetyConfig.from_dict(dict(OmegaConf.to_container(OmegaConf.load(safety_file)))) if safety_file else None
     recorded = collect_episodes(
         env_id,

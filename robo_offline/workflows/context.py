@@ -5,8 +5,8 @@ Pretraining, fine-tuning and export assemble their runs from here, so a run is b
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from robo_offline.datagen.builtin import ensure_task_data
 from robo_offline.training.calibration import calibration
 from robo_offline.training.checkpoint import CheckpointError
 from robo_offline.training.rng import seed_everything
+from robo_offline.training.run_dir import owned_run_dir, unique_run_dir
 from sim.behaviours import PolicyBehaviour
 from sim.envs import make_env
 from sim.evaluation import evaluate
@@ -40,12 +41,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def new_run_dir(cfg: DictConfig, stage: str = "") -> Path:
-    """`cfg.run_dir`, or runs/<task>-<algo>[-<stage>]-<timestamp>."""
-    if cfg.run_dir:
-        return Path(cfg.run_dir)
-    name = "-".join(part for part in (cfg.task.name, cfg.algo.name, stage, time.strftime("%Y%m%d-%H%M%S")) if part)
-    return Path("runs") / name
+@contextlib.contextmanager
+def claimed_run_dir(cfg: DictConfig, stage: str = "", resume: Path | None = None) -> Iterator[Path]:
+    """The run's directory, created and locked for the block: `resume`, `cfg.run_dir`, or a new
+    runs/<task>-<algo>[-<stage>]-<timestamp>-<suffix> that no other run can get."""
+    if resume or cfg.run_dir:
+        path = Path(resume or cfg.run_dir)
+    else:
+        path = unique_run_dir(Path("runs"), "-".join(p for p in (cfg.task.name, cfg.algo.name, stage) if p))
+    with owned_run_dir(path, resume=resume is not None) as path:
+        yield path
 
 
 @dataclass
@@ -53,7 +58,7 @@ class RunContext:
     """Everything a run derives from its config; shared by pretraining, fine-tuning and export."""
 
     cfg: DictConfig
-    run_dir: Path
+    run_dir: Path | None  # set once the run claims its directory (after the data loaded)
     device: torch.device
     dataset: TransitionDataset | None  # transformed (normalised, scaled) and on device; None online from scratch
     raw_dataset: TransitionDataset | None  # as loaded, on the CPU
@@ -173,7 +178,7 @@ def observes_last_action(cfg: DictConfig) -> bool:
     return config_lib.to_object(cfg).safety.max_delta is not None
 
 
-def build_context(cfg: DictConfig, run_dir: Path, total_steps: int, with_data: bool = True) -> RunContext:
+def build_context(cfg: DictConfig, total_steps: int, with_data: bool = True) -> RunContext:
     """Seeded algorithm, set up for `total_steps` updates, and the transformed dataset (`with_data=False`:
     online training from scratch, no dataset).
 
@@ -212,4 +217,4 @@ def build_context(cfg: DictConfig, run_dir: Path, total_steps: int, with_data: b
                 "task.reward_floor (a lower bound of every per-step reward) or use task.reward=success"
             )
     algo.to(device).setup(total_steps, train.grad_clip)
-    return RunContext(cfg, run_dir, device, data, raw, algo, units.to(device), reward, last_action)
+    return RunContext(cfg, None, device, data, raw, algo, units.to(device), reward, last_action)

@@ -29,7 +29,7 @@ from robo_offline.data.replay import MixedSampler, ReplayBuffer
 from robo_offline.training.checkpoint import load_checkpoint
 from robo_offline.training.collector import OnlineCollector
 from robo_offline.training.trainer import LoopConfig, Trainer
-from robo_offline.workflows.context import RunContext, build_context, check_units, checkpoint_units, new_run_dir
+from robo_offline.workflows.context import RunContext, build_context, check_units, checkpoint_units, claimed_run_dir
 from sim.envs import make_vector_env
 
 
@@ -44,11 +44,9 @@ def online_run_config(source_dir: Path, overrides: list[str]) -> DictConfig:
 def finetune(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, dict[str, Any]]:
     """Fine-tune `cfg.finetune.source`'s policy online; resume from a fine-tuning run dir if given."""
     ft = cfg.finetune
-    run_dir = Path(resume) if resume else new_run_dir(cfg, "finetune")
     cfg = _with_online_alpha(cfg)
     updates = ft.env_steps * ft.utd_ratio
-    ctx = build_context(cfg, run_dir, total_steps=updates, with_data=bool(ft.source))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = build_context(cfg, total_steps=updates, with_data=bool(ft.source))
     if ft.source and not resume:  # a resumed run's checkpoint already holds the (converted) algorithm
         changed = _load_offline(ctx, Path(ft.source))
         target = target_algorithm(ctx.algo.cfg.name, ft.continue_as)
@@ -59,8 +57,9 @@ def finetune(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, d
             ctx.algo.setup(updates, cfg.train.grad_clip)
             cfg = _with_algo(cfg, ctx.algo)
     ctx.cfg = cfg
-    config_lib.save(cfg, run_dir / "config.yaml")
-    return ctx, _run_online(ctx, cfg, run_dir, resume)
+    with claimed_run_dir(cfg, "finetune", resume) as run_dir:
+        ctx.run_dir = run_dir
+        return ctx, _run_online(ctx, cfg, run_dir, resume)
 
 
 def _run_online(ctx: RunContext, cfg: DictConfig, run_dir: Path, resume: Path | None) -> dict[str, Any]:
@@ -119,7 +118,8 @@ def _run_online(ctx: RunContext, cfg: DictConfig, run_dir: Path, resume: Path | 
         before_update=before_update,
         load_extra_state=load_extra_state,
     )
-    start = trainer.resume() if resume else 0
+    start = trainer.resume() if resume else 0  # a bad checkpoint fails here, before anything is written
+    config_lib.save(cfg, run_dir / "config.yaml")
     if ft.source and not resume:
         trainer.metrics.log("eval", 0, eval_row(0))  # the offline policy's score: the curve's first point
     try:

@@ -90,3 +90,21 @@ def test_checkpoints_from_before_env_units_load_and_others_fail_naming_the_field
     torch.save(legacy, tmp_path / "broken.pt")
     with pytest.raises(CheckpointError, match=r"broken\.pt.*no 'units' entry.*missing \['action_bounds'\]"):
         export_run(run, ("torchscript",), tmp_path / "broken", tmp_path / "broken.pt")
+
+
+def test_a_run_trained_without_observation_normalisation_exports_raw_observations(demos, capsys):
+    overrides = ["task.eval_episodes=0", "train.steps=20", "train.normalize_observations=false", f"run_dir={demos}/raw"]
+    ctx, _ = pretrain(C.compose(tiny_run(f"{demos}/data", *overrides, algo=("algo=bc",))))
+    assert cli_main(["export", str(ctx.run_dir), "--formats", "torchscript"]) == 0
+    policy = load_policy(ctx.run_dir / "export" / "policy.pt")
+    assert policy.metadata["normalizer"]["mean"] == [0.0] * ctx.algo.obs_dim
+    assert policy.metadata["normalizer"]["std"] == [1.0] * ctx.algo.obs_dim
+    obs = ctx.raw_dataset.observations[:20]
+    units = ctx.units.cpu()
+    with torch.no_grad():
+        expected = units.action_low + (ctx.algo.cpu().policy()(obs).clamp(-1, 1) + 1) * 0.5 * (
+            units.action_high - units.action_low
+        )
+    for o, e in zip(obs, expected):
+        policy.reset()
+        np.testing.assert_allclose(policy(o.numpy()), e.numpy(), atol=1e-5)

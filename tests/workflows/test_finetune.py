@@ -6,6 +6,8 @@ Runs on InvertedPendulum-v5 with random demos and tiny networks so the whole fil
 from __future__ import annotations
 
 import math
+import os
+import signal
 
 import gymnasium as gym
 import numpy as np
@@ -22,6 +24,7 @@ from robo_offline.data import TransitionDataset
 from robo_offline.data.replay import MixedSampler, ReplayBuffer
 from robo_offline.training.checkpoint import load_checkpoint
 from robo_offline.training.collector import OnlineCollector
+from robo_offline.training.interrupt import TrainingInterrupted
 from robo_offline.workflows.export import export_run
 from robo_offline.workflows.finetune import finetune, online_run_config
 from robo_offline.workflows.pretrain import pretrain
@@ -208,6 +211,28 @@ def test_killed_run_resumes_from_the_same_step_with_the_same_buffer(source_run, 
     end_resumed = load_checkpoint(tmp / "ft_resume" / "checkpoints")
     assert end_straight["buffer"]["size"] == end_resumed["buffer"]["size"]
     assert end_straight["collector"]["episode_returns"] == end_resumed["collector"]["episode_returns"]
+
+
+def test_sigterm_mid_episode_checkpoints_that_step_and_the_resume_is_bit_identical(source_run, monkeypatch):
+    """Preempted (SIGTERM) between checkpoints, with episodes in progress: nothing since the last checkpoint is lost."""
+    tmp, source = source_run
+    straight, _ = finetune(_ft_cfg(tmp, source, "ft_straight_sig"))
+    real_step = OnlineCollector.step
+
+    def step_then_preempted(self):
+        real_step(self)
+        if self.env_steps == 30:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(OnlineCollector, "step", step_then_preempted)
+    with pytest.raises(TrainingInterrupted) as err:
+        finetune(_ft_cfg(tmp, source, "ft_sigterm"))
+    monkeypatch.setattr(OnlineCollector, "step", real_step)
+    assert err.value.signame == "SIGTERM" and 0 < err.value.step < 40  # checkpoints are every 40 updates
+    assert load_checkpoint(tmp / "ft_sigterm" / "checkpoints")["step"] == err.value.step
+    resumed, _ = finetune(C.load_saved(tmp / "ft_sigterm" / "config.yaml"), resume=tmp / "ft_sigterm")
+    for (name, a), b in zip(straight.algo.state_dict().items(), resumed.algo.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 def test_converted_run_resumes_as_the_converted_algorithm(tmp_path):
