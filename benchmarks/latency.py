@@ -26,6 +26,8 @@ from torch import nn
 from deploy import EnvUnits, SafetyConfig, export_policy, load_policy
 from deploy.cpp_build import build_policy_runner, missing_build_tools
 from deploy.export import build_deployed_policy
+from sim.envs import make_env
+from sim.model_limits import with_model_limits
 
 OBS_DIM, ACT_DIM = 23, 7
 SAFETY_YAML = Path(__file__).resolve().parents[1] / "configs" / "safety" / "pusher.yaml"
@@ -83,7 +85,8 @@ def main() -> None:
     torch.manual_seed(0)
 
     core = mlp(args.hidden)
-    safety = SafetyConfig.from_dict(OmegaConf.to_container(OmegaConf.load(SAFETY_YAML)))
+    partial = SafetyConfig.from_dict(OmegaConf.to_container(OmegaConf.load(SAFETY_YAML)), validate=False)
+    safety = with_model_limits(partial, make_env("Pusher-v5"))  # the YAML completed by the model's limits
     units = EnvUnits.identity(OBS_DIM, [-2.0] * ACT_DIM, [2.0] * ACT_DIM)
     observations = torch.randn(args.steps, OBS_DIM)
     out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="latency_"))

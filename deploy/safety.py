@@ -63,14 +63,17 @@ class SafetyConfig:
     control_period: Optional[float] = None  # seconds per step, for the lookahead
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "SafetyConfig":
-        """Build and validate; unknown keys are an error so typos cannot silently disable a check."""
+    def from_dict(cls, d: Dict[str, Any], validate: bool = True) -> "SafetyConfig":
+        """Build and validate; unknown keys are an error so typos cannot silently disable a check.
+
+        `validate=False` for a partial config that the robot's model completes (`sim.model_limits`)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown safety config keys {unknown}; known keys are {sorted(known)}")
         config = cls(**{k: _plain(v) for k, v in d.items()})
-        config.validate()
+        if validate:
+            config.validate()
         return config
 
     def to_dict(self) -> Dict[str, Any]:

@@ -17,6 +17,7 @@ from robo_offline.training.interrupt import TrainingInterrupted
 from robo_offline.training.run_dir import RunDirError
 from robo_offline.training.trainer import NonFiniteLossError
 from sim.behaviours import BEHAVIOURS
+from sim.model_limits import SafetyLimitError
 
 OVERRIDES_HELP = "config overrides: task=NAME algo=NAME section.key=value (e.g. train.steps=5000)"
 
@@ -244,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         NonFiniteLossError,
         RunDirError,
         StorageError,
+        SafetyLimitError,
         FileNotFoundError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)

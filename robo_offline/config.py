@@ -12,6 +12,7 @@ with the key named, and the resolved config is saved beside every run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -277,9 +278,10 @@ def validate(cfg: DictConfig) -> None:
     _check_choice(ft.continue_as, CONTINUE_CHOICES, "finetune.continue_as")
     _check(0.0 < cfg.algo.gamma <= 1.0, "algo.gamma", "must be in (0, 1]")
     safety = to_object(cfg).safety
-    try:
-        if safety.action_low or safety.action_high:  # empty bounds: taken from the environment
-            safety.validate()
+    try:  # what the YAML gives on its own; the env's model completes it (sim.model_limits) when the env is built
+        if safety.action_low or safety.action_high:
+            joints = ("joint_pos_indices", "joint_vel_indices", "joint_lower", "joint_upper", "joint_action_indices")
+            dataclasses.replace(safety, control_period=None, **dict.fromkeys(joints)).validate()
     except ValueError as e:
         raise ConfigError(f"invalid config safety: {e}") from None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -10,6 +9,7 @@ import numpy as np
 import torch
 
 from deploy.safety import SafetyConfig, SafetyFilter
+from sim.model_limits import with_model_limits
 
 
 class SafetyFilterWrapper(gym.Wrapper):
@@ -26,7 +26,7 @@ class SafetyFilterWrapper(gym.Wrapper):
         super().__init__(env)
         obs_dim, act_dim = _flat_dim(env.observation_space), _flat_dim(env.action_space)
         if isinstance(safety, SafetyConfig):
-            safety = SafetyFilter(with_env_bounds(safety, env.action_space), obs_dim=obs_dim)
+            safety = SafetyFilter(with_model_limits(safety, env), obs_dim=obs_dim)
         safety.config.validate(obs_dim=obs_dim, act_dim=act_dim)
         self.safety_filter = safety.eval()
         self._last_obs = torch.zeros(obs_dim)
@@ -99,15 +99,6 @@ class LastActionObservation(gym.Wrapper):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._last = np.asarray(state["last"], dtype=np.float32).copy()
-
-
-def with_env_bounds(config: SafetyConfig, action_space: gym.Space) -> SafetyConfig:
-    """A config without bounds takes the environment's action bounds (the least a filter must enforce)."""
-    if config.action_low or config.action_high:
-        return config
-    low = [float(x) for x in np.asarray(action_space.low, dtype=np.float64).reshape(-1)]
-    high = [float(x) for x in np.asarray(action_space.high, dtype=np.float64).reshape(-1)]
-    return dataclasses.replace(config, action_low=low, action_high=high)
 
 
 def _flat_dim(space: gym.Space) -> int:

@@ -7,9 +7,19 @@ from omegaconf import OmegaConf
 
 from deploy.safety import SafetyConfig
 from robo_offline.config import CONFIG_DIR
+from sim.envs import make_env
+from sim.model_limits import with_model_limits
 
 
 @pytest.fixture(scope="session")
 def pusher_safety() -> SafetyConfig:
-    """The built-in Pusher-v5 safety filter (bounds, rate limit, joint-limit lookahead), as its YAML says."""
-    return SafetyConfig.from_dict(OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "safety" / "pusher.yaml")))
+    """The built-in Pusher-v5 safety filter (bounds, rate limit, joint-limit lookahead): its YAML completed by the
+    model's limits."""
+    partial = SafetyConfig.from_dict(
+        OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "safety" / "pusher.yaml")), validate=False
+    )
+    env = make_env("Pusher-v5")
+    try:
+        return with_model_limits(partial, env)
+    finally:
+        env.close()

@@ -29,7 +29,9 @@ def collect(
     and write the log at `out`; returns its path and the episodes' summary."""
     if Path(out).exists():  # before the rollouts, not after
         raise FileExistsError(f"{out} already exists; delete it or choose another --out")
-    safety = SafetyConfig.from_dict(dict(OmegaConf.to_container(OmegaConf.load(safety_file)))) if safety_file else None
+    safety = None
+    if safety_file:  # completed from the env's model (bounds, joint limits) when the wrapper is built
+        safety = SafetyConfig.from_dict(dict(OmegaConf.to_container(OmegaConf.load(safety_file))), validate=False)
     recorded = collect_episodes(
         env_id,
         behaviour,

@@ -29,8 +29,9 @@ from robo_offline.training.run_dir import owned_run_dir, unique_run_dir
 from sim.behaviours import PolicyBehaviour
 from sim.envs import make_env
 from sim.evaluation import evaluate
+from sim.model_limits import with_model_limits
 from sim.rewards import RelabelReward, RewardSpec, resolve_reward
-from sim.wrappers import LastActionObservation, SafetyFilterWrapper, with_env_bounds
+from sim.wrappers import LastActionObservation, SafetyFilterWrapper
 
 EVAL_SEED = 10_000  # evaluation seeds start here (plus train.seed), far from the data's and the collectors'
 
@@ -197,7 +198,7 @@ def build_context(cfg: DictConfig, total_steps: int, with_data: bool = True) -> 
     act_dim = env.action_space.shape[0]
     obs_dim = env.observation_space.shape[0] + (act_dim if last_action else 0)
     horizon = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else 1000
-    safe_action = with_env_bounds(config_lib.to_object(cfg).safety, env.action_space).resolved_safe_action()
+    safe_action = with_model_limits(config_lib.to_object(cfg).safety, env).resolved_safe_action()
     raw = load_task_dataset(cfg, env) if with_data else None
     env.close()
     algo = algorithm_class(cfg.algo.name)(config_lib.to_object(cfg).algo, obs_dim, act_dim)

@@ -18,7 +18,7 @@ from robo_offline.data import DatasetError, load_dataset
 from robo_offline.training.checkpoint import LAST, file_sha256, load_checkpoint
 from robo_offline.workflows.context import checkpoint_units
 from sim.envs import make_env
-from sim.wrappers import with_env_bounds
+from sim.model_limits import with_model_limits
 
 N_CHECK = 1000  # parity observations: half from the dataset, half random around its statistics
 
@@ -63,7 +63,7 @@ def export_run(
     ckpt_file = checkpoint or run_dir / "checkpoints" / LAST
     units = checkpoint_units(state, ckpt_file)
     env = make_env(state["env_id"])
-    safety = with_env_bounds(config_lib.to_object(cfg).safety, env.action_space)
+    safety = with_model_limits(config_lib.to_object(cfg).safety, env)
     env.close()
     last_action = bool(state.get("last_action_input", False))  # absent from checkpoints before the option
     obs_dim = units.obs_dim - (units.act_dim if last_action else 0)

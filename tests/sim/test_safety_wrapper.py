@@ -100,5 +100,5 @@ def test_joint_limit_lookahead_uses_the_latest_observation() -> None:
 
 
 def test_config_that_does_not_fit_the_env_is_rejected() -> None:
-    with pytest.raises(ValueError, match="action has 7 dims"):
+    with pytest.raises(ValueError, match="action_low has 3 entries, the model has 7"):
         SafetyFilterWrapper(gym.make("Pusher-v5"), SafetyConfig(action_low=[-1.0] * 3, action_high=[1.0] * 3))
