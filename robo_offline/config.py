@@ -31,6 +31,7 @@ from robo_offline.data.validation import NONFINITE_POLICIES
 from robo_offline.datagen.builtin import DEMO_SOURCES
 from robo_offline.datagen.tiers import TIERS
 from robo_offline.training.precision import PRECISIONS
+from sim.model_task import ModelTaskSpec, register_model_task
 from sim.rewards import KINDS as REWARD_KINDS
 
 
@@ -71,6 +72,22 @@ class DemoConfig:
 
 
 @dataclass
+class ModelTaskConfig:
+    """A task built from a MuJoCo model file (sim/model_task.py); `task.env_id` becomes robo_offline/<name>-v0."""
+
+    file: str = ""  # MJCF path (relative: the working directory, then sim/assets/)
+    observations: list[str] = field(default_factory=lambda: ["qpos", "qvel"])  # qpos[:j,..] site:N body:N ...
+    frame_skip: int = 5
+    max_episode_steps: int = 100
+    reset_noise: float = 0.05
+    random_joints: list[str] = field(default_factory=list)  # drawn uniformly in their range at reset
+    goal_radius: list[float] | None = None  # [min, max] norm of the random joints' positions
+    success_sites: list[str] | None = None  # [site_a, site_b]: success when within success_radius
+    success_radius: float = 0.02
+    reward: str = "success"  # success | neg_distance
+
+
+@dataclass
 class TaskConfig:
     name: str = "pusher"
     env_id: str = "Pusher-v5"
@@ -84,6 +101,7 @@ class TaskConfig:
     reward: str = "env"  # env | success | module:function (sim/rewards.py); logs are relabelled at load
     reward_floor: float | None = None  # a lower bound of every per-step reward (env or user's), when one is known
     observe_last_action: bool | None = None  # append the last executed action; None: where a rate limit is set
+    model: ModelTaskConfig | None = None  # a MuJoCo model file instead of a registered gymnasium id
 
 
 @dataclass
@@ -210,7 +228,7 @@ def compose(
     except OmegaConfBaseException as e:
         raise ConfigError(_explain(e)) from None
     validate(cfg)
-    return cfg
+    return with_model_task(cfg)
 
 
 def schema_for(algo_name: str) -> DictConfig:
@@ -317,6 +335,24 @@ def load_saved(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     except OmegaConfBaseException as e:
         raise ConfigError(_explain(e)) from None
     validate(cfg)
+    return with_model_task(cfg)
+
+
+def with_model_task(cfg: DictConfig) -> DictConfig:
+    """A config naming a model file gets its task registered in this process and `task.env_id` pointed at it."""
+    model = cfg.task.model
+    if model is None:
+        return cfg
+    if not model.file:
+        raise ConfigError("invalid config task.model.file: a MuJoCo model file (MJCF) is required")
+    fields = {k: v for k, v in as_dict(cfg)["task"]["model"].items() if k != "file"}
+    if fields["goal_radius"] is None:
+        fields["goal_radius"] = (0.0, float("inf"))
+    try:
+        spec = ModelTaskSpec(model=model.file, **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+        cfg.task.env_id = register_model_task(cfg.task.name, spec)
+    except (ValueError, FileNotFoundError) as e:
+        raise ConfigError(f"invalid config task.model: {e}") from None
     return cfg
 
 

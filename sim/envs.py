@@ -7,6 +7,7 @@ from typing import Any
 
 import gymnasium as gym
 
+import sim.model_task  # noqa: F401  (registers the model-file tasks shipped with the project)
 from sim.tasks import apply_task_wrapper
 
 EnvWrapper = Callable[[gym.Env], gym.Env]

@@ -7,6 +7,7 @@ from omegaconf import OmegaConf
 
 from robo_offline import config as C
 from robo_offline.algos import ALGORITHMS
+from sim.envs import make_env
 
 
 def test_groups_and_overrides_compose_onto_typed_schema():
@@ -100,3 +101,17 @@ def test_algorithm_yaml_selects_its_dataclass_defaults(name):
     assert OmegaConf.to_container(composed) == OmegaConf.to_container(
         OmegaConf.structured(ALGORITHMS[name].config_class())
     )
+
+
+def test_a_task_config_naming_a_model_file_registers_that_task():
+    model = ["task.name=myarm", "task.model.file=reach_arm.xml", "task.model.max_episode_steps=30"]
+    sites = ["task.model.observations=[qpos,qvel,site:fingertip,site:goal]"]
+    sites.append("task.model.success_sites=[fingertip,goal]")
+    cfg = C.compose(["task=arm", *model, *sites])
+    assert cfg.task.env_id == "robo_offline/myarm-v0"
+    env = make_env(cfg.task.env_id)
+    assert env.observation_space.shape == (5 + 5 + 3 + 3,) and env.spec.max_episode_steps == 30
+    with pytest.raises(C.ConfigError, match="task.model: .*no site named 'claw'"):
+        C.compose(["task=arm", *model, "task.model.observations=[qpos,site:claw]"])
+    with pytest.raises(C.ConfigError, match="task.model.file"):
+        C.compose(["task=arm", "task.model.max_episode_steps=30"])

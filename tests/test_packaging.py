@@ -45,7 +45,7 @@ def test_wheel_holds_every_package_config_policy_and_cpp_source(wheel: Path):
             assert str(init.relative_to(ROOT)) in names, f"{init.parent} is not in the wheel (pyproject packages)"
     for yaml in (ROOT / "configs").rglob("*.yaml"):
         assert f"robo_offline/configs/{yaml.relative_to(ROOT / 'configs')}" in names
-    for shipped in (ROOT / "sim" / "policies").rglob("*"):
+    for shipped in [*(ROOT / "sim" / "policies").rglob("*"), *(ROOT / "sim" / "assets").rglob("*")]:
         if shipped.is_file():
             assert str(shipped.relative_to(ROOT)) in names
     assert {"deploy/cpp/CMakeLists.txt", "deploy/cpp/policy_runner.cpp"} <= names

@@ -7,11 +7,14 @@ from collections.abc import Callable
 import gymnasium as gym
 
 from sim.demonstrators.pusher import QUALITY_LEVELS, PusherDemonstrator
+from sim.demonstrators.reach_arm import ReachArmDemonstrator
+from sim.model_task import REACH_ARM_ID
 
 DemonstratorFactory = Callable[..., Callable]
 
 DEMONSTRATORS: dict[str, DemonstratorFactory] = {
     "Pusher-v5": PusherDemonstrator,
+    REACH_ARM_ID: ReachArmDemonstrator,
 }
 
 
@@ -24,4 +27,4 @@ def make_demonstrator(env: gym.Env, quality: float | str = "expert", seed: int |
     return factory(env, quality=quality, seed=seed)
 
 
-__all__ = ["DEMONSTRATORS", "QUALITY_LEVELS", "PusherDemonstrator", "make_demonstrator"]
+__all__ = ["DEMONSTRATORS", "QUALITY_LEVELS", "PusherDemonstrator", "ReachArmDemonstrator", "make_demonstrator"]

@@ -1,0 +1,70 @@
+"""Tasks from a MuJoCo model file: the example arm's env, its observation layout, success and demonstrator."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+
+from sim.demonstrators import make_demonstrator
+from sim.envs import make_env
+from sim.model_task import REACH_ARM, REACH_ARM_ID, ModelFileEnv, register_model_task, successes
+from sim.rollout import rollout_episodes
+from sim.tasks import success_function
+
+
+def test_the_example_arm_is_a_gymnasium_env_built_from_its_model_file():
+    env = make_env(REACH_ARM_ID, seed=0)
+    model = env.unwrapped.model
+    assert isinstance(env.unwrapped, ModelFileEnv) and env.spec.max_episode_steps == REACH_ARM.max_episode_steps
+    np.testing.assert_array_equal(env.action_space.low, model.actuator_ctrlrange[:, 0])  # actions: the actuators
+    layout = env.unwrapped.layout
+    assert [(name, s.start, s.stop) for name, s in layout.terms] == [
+        ("qpos:shoulder,elbow,wrist", 0, 3),
+        ("qvel:shoulder,elbow,wrist", 3, 6),
+        ("site:fingertip", 6, 9),
+        ("site:goal", 9, 12),
+    ]
+    obs, info = env.reset(seed=3)
+    data = env.unwrapped.data
+    np.testing.assert_allclose(obs[6:9], data.site_xpos[model.site("fingertip").id])
+    np.testing.assert_allclose(obs[9:12], data.site_xpos[model.site("goal").id])
+    assert REACH_ARM.goal_radius[0] <= np.linalg.norm(obs[9:11]) <= REACH_ARM.goal_radius[1]
+    obs2, reward, terminated, truncated, info = env.step(np.zeros(3, np.float32))
+    assert info["distance"] == pytest.approx(np.linalg.norm(obs2[6:9] - obs2[9:12]))
+    assert reward == float(info["is_success"]) and not terminated
+
+
+def test_success_is_a_function_of_the_observation_and_matches_the_env():
+    env = make_env(REACH_ARM_ID, seed=1)
+    obs, _ = env.reset(seed=1)
+    goal = obs[9:12]
+    near, far = obs.copy(), obs.copy()
+    near[6:9], far[6:9] = goal + [0.015, 0, 0], goal + [0.025, 0, 0]
+    np.testing.assert_array_equal(successes(REACH_ARM, np.stack([near, far])), [True, False])
+    np.testing.assert_array_equal(success_function(REACH_ARM_ID)(np.stack([near, far])), [True, False])
+
+
+def test_the_example_arms_demonstrator_succeeds_by_quality():
+    env = make_env(REACH_ARM_ID)
+    rates = {}
+    for quality in ("expert", "poor"):
+        episodes = rollout_episodes(env, make_demonstrator(env, quality, seed=0), 20, seed=0)
+        rates[quality] = np.mean([ep.success for ep in episodes])
+    assert rates["expert"] >= 0.9 and rates["poor"] < rates["expert"]
+
+
+def test_a_users_spec_registers_a_task_and_bad_specs_fail_naming_the_term(tmp_path):
+    spec = dataclasses.replace(REACH_ARM, observations=("qpos", "qvel", "body:link3", "site:fingertip", "site:goal"))
+    env = gym.make(register_model_task("ReachArmFullState", spec))
+    assert env.observation_space.shape == (5 + 5 + 3 + 3 + 3,)
+    with pytest.raises(ValueError, match="no site named 'claw'"):
+        ModelFileEnv(dataclasses.replace(REACH_ARM, observations=("qpos", "site:claw")))
+    with pytest.raises(KeyError, match="no term 'site:goal'"):  # success must be readable from the observation
+        ModelFileEnv(dataclasses.replace(REACH_ARM, observations=("qpos", "site:fingertip")))
+    with pytest.raises(FileNotFoundError, match="no MuJoCo model at nowhere.xml"):
+        ModelFileEnv(dataclasses.replace(REACH_ARM, model="nowhere.xml"))
+    assert mujoco.MjModel.from_xml_path(str(REACH_ARM.model_path())).nu == 3
