@@ -18,6 +18,7 @@ from robo_offline.training.run_dir import RunDirError
 from robo_offline.training.trainer import NonFiniteLossError
 from sim.behaviours import BEHAVIOURS
 from sim.model_limits import SafetyLimitError
+from sim.video import RenderError
 
 OVERRIDES_HELP = "config overrides: task=NAME algo=NAME section.key=value (e.g. train.steps=5000)"
 
@@ -146,6 +147,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from robo_offline.workflows.evaluate import evaluate_target
+
+    result = evaluate_target(args.target, args.episodes, args.seed, args.video)
+    success = f", success {result.success_rate:.0%}" if result.success_rate is not None else ""
+    print(
+        f"{len(result.returns)} episodes (seeds {result.seeds[0]}..{result.seeds[-1]}): "
+        f"return {result.mean_return:.3f} +- {result.std_return:.3f}{success}"
+    )
+    if args.video:
+        print(f"video: {args.video}")
+    return 0
+
+
 def cmd_main_job(args: argparse.Namespace) -> int:
     from robo_offline.workflows.main_job import run_main_job
 
@@ -225,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="checkpoint file (default RUN_DIR/checkpoints/last.pt)")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("evaluate", help="evaluate a run or an exported policy in simulation, optionally on video")
+    p.add_argument("target", help="run directory or exported policy file (.pt / .pt2)")
+    p.add_argument("--episodes", type=int, help="episodes (default: the run's task.eval_episodes)")
+    p.add_argument("--seed", type=int, help="episode k is seeded SEED + k (default: the run's evaluation seeds)")
+    p.add_argument("--video", help="render the episodes offscreen into this file (.mp4, .gif)")
+    p.set_defaults(func=cmd_evaluate)
+
     p = sub.add_parser(
         "main", help="the main job on built-in demos: collect -> pretrain -> fine-tune -> export -> table"
     )
@@ -246,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         RunDirError,
         StorageError,
         SafetyLimitError,
+        RenderError,
         FileNotFoundError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)

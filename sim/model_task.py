@@ -79,6 +79,8 @@ class ModelFileEnv(MujocoEnv):
         self._readers, self.layout = _observation_readers(model, self.task.observations)
         space = gym.spaces.Box(-np.inf, np.inf, (self.layout.dim,), np.float64)
         self.metadata = {**self.metadata, "render_fps": int(round(1.0 / (model.opt.timestep * self.task.frame_skip)))}
+        camera = {"distance": 2.0 * model.stat.extent, "elevation": -60.0, "lookat": model.stat.center.copy()}
+        kwargs.setdefault("default_camera_config", camera)  # the whole model, seen from above at an angle
         super().__init__(str(path), self.task.frame_skip, space, render_mode=render_mode, **kwargs)
         self._random_qpos = [int(self.model.jnt_qposadr[_joint_id(self.model, j)]) for j in self.task.random_joints]
         self._random_range = np.array([self.model.jnt_range[_joint_id(self.model, j)] for j in self.task.random_joints])

@@ -17,12 +17,14 @@ from robo_offline import config as config_lib
 from robo_offline.data import load_dataset
 from robo_offline.datagen.builtin import ensure_task_data
 from robo_offline.workflows.context import run_reward
+from robo_offline.workflows.evaluate import evaluate_target
 from robo_offline.workflows.export import export_run
 from robo_offline.workflows.finetune import finetune, online_run_config
 from robo_offline.workflows.pretrain import pretrain
 from sim.rewards import RewardSpec
 from sim.scores import normalized_score
 from sim.threads import torch_threads
+from sim.video import RenderError
 
 MAIN_DEFAULTS = {"task": "pusher", "algo": "calql"}
 MAIN_BUDGET = config_lib.CONFIG_DIR / "main_job.yaml"
@@ -111,6 +113,7 @@ def run_main_job(overrides: Sequence[str] = (), config_files: Sequence[str] = ()
     print("== export (TorchScript + AOTInductor, parity-checked)")
     files = export_run(ft_ctx.run_dir)
     latency = measure_latency(files["torchscript"])
+    video = _video(files["torchscript"], Path(ft_ctx.run_dir) / "finetuned.mp4")
     seeds = sorted({r["eval_seed"] for r in rows if r.get("eval_seed") is not None})
     episodes = cfg.task.eval_episodes
     table = format_table(
@@ -123,12 +126,22 @@ def run_main_job(overrides: Sequence[str] = (), config_files: Sequence[str] = ()
             "fine-tuning run": str(ft_ctx.run_dir),
             "exported": ", ".join(str(p) for p in files.values()),
             "TorchScript latency (Python, 1 thread)": f"p50 {latency[0]:.0f} us, p99 {latency[1]:.0f} us",
+            "video of the fine-tuned policy": video,
             "wall time": f"{time.perf_counter() - start:.0f} s",
         },
     )
     print("\n" + table)
     Path(ft_ctx.run_dir, "main_job.md").write_text(table + "\n")
     return table
+
+
+def _video(policy_file: Path, out: Path, episodes: int = 2) -> str:
+    """Render two evaluation episodes of the exported policy; where this machine cannot render, say why."""
+    try:
+        evaluate_target(policy_file, episodes=episodes, video=out)
+    except RenderError as err:
+        return f"not written ({err})"
+    return str(out)
 
 
 def measure_latency(path: Path, n: int = 2000) -> tuple[float, float]:

@@ -46,3 +46,5 @@ def test_main_job_rows_share_evaluation_seeds(tmp_path, monkeypatch):
     run = next((tmp_path / "runs").glob("*-finetune-*"))
     assert (run / "export" / "policy.pt").is_file() and (run / "export" / "policy.pt2").is_file()
     assert (run / "main_job.md").read_text().strip() == table.strip()
+    video = next((tmp_path / "runs").glob("*-finetune-*/finetuned.mp4"))
+    assert f"video of the fine-tuned policy: {video.relative_to(tmp_path)}" in table and video.stat().st_size > 0

@@ -1,15 +1,18 @@
-"""The whole chain on the example model-file task: collect, pretrain, fine-tune, export, the C++ harness."""
+"""The whole chain on the example model-file task: collect, pretrain, fine-tune, export, evaluate (with a video),
+the C++ harness."""
 
 from __future__ import annotations
 
 import subprocess
 
+import imageio.v2 as imageio
 import pytest
 import torch
 
 from deploy import load_policy
 from deploy.cpp_build import build_policy_runner, missing_build_tools
 from robo_offline.cli import main
+from robo_offline.workflows.evaluate import evaluate_target
 from sim.envs import make_env
 from sim.model_task import REACH_ARM_ID
 
@@ -34,6 +37,14 @@ def test_collect_pretrain_finetune_export_and_run_in_cpp(tmp_path, capsys):
     assert safety["action_low"] == model.actuator_ctrlrange[:, 0].tolist()  # the model's ranges, not a copy
     assert safety["joint_lower"] == model.jnt_range[:3, 0].tolist()
     assert safety["control_period"] == pytest.approx(model.opt.timestep * 5)
+
+    # evaluate: the run's policy and its exported files, on the same seeds, give the same returns
+    returns = [evaluate_target(t, episodes=3).returns for t in (online, *(online / "export").glob("policy.pt*"))]
+    assert len(returns) == 3 and returns[0] == returns[1] == returns[2]
+    video = tmp_path / "arm.mp4"
+    evaluate_target(online / "export" / "policy.pt", episodes=2, video=video)
+    frames = imageio.get_reader(video).count_frames()
+    assert frames == 2 * (make_env(REACH_ARM_ID).spec.max_episode_steps + 1)  # each reset and step
 
     missing = missing_build_tools()
     if missing:
