@@ -48,6 +48,15 @@ class ModelTaskSpec:
         return path if path.is_absolute() or path.exists() else ASSETS / path
 
 
+TERM_UNITS = {
+    "qpos": "rad (hinge) or m (slide)",
+    "qvel": "rad/s (hinge) or m/s (slide)",
+    "site": "m, world frame",
+    "body": "m, world frame",
+    "sensordata": "the sensors' own units",
+}
+
+
 @dataclass
 class ObservationLayout:
     """Each term's slice of the flat observation (saved with runs and exported files)."""
@@ -57,6 +66,10 @@ class ObservationLayout:
     @property
     def dim(self) -> int:
         return self.terms[-1][1].stop if self.terms else 0
+
+    def parts(self) -> list[tuple[str, int, str]]:
+        """(term, width, units) of each term, in order."""
+        return [(name, s.stop - s.start, TERM_UNITS[name.partition(":")[0]]) for name, s in self.terms]
 
     def slice(self, term: str) -> slice:
         for name, part in self.terms:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gymnasium as gym
 import h5py
 import numpy as np
 import torch
@@ -167,3 +168,34 @@ def tiny_bc_sampler(seed: int = 0):
 def tiny_bc() -> BC:
     """BC with a 16-16 network for the sampler above, set up for 100 updates."""
     return BC(BCConfig(hidden_dims=[16, 16]), TINY_OBS, TINY_ACT).setup(total_steps=100)
+
+
+def write_minari_dict_log(path: Path, rng: np.random.Generator, widths: dict[str, int], episodes: int = 20) -> Path:
+    """A Minari log whose observations are a Dict space (keys of the given widths), 10-step episodes, 1-D actions
+    in [-1, 1]."""
+    from minari.data_collector import EpisodeBuffer
+    from minari.dataset.minari_storage import MinariStorage
+
+    space = gym.spaces.Dict({k: gym.spaces.Box(-np.inf, np.inf, (w,)) for k, w in widths.items()})
+    (path / "data").mkdir(parents=True)
+    storage = MinariStorage.new(path / "data", observation_space=space, action_space=gym.spaces.Box(-1, 1, (1,)))
+    storage.update_metadata({"dataset_id": "robo-offline/dict-v0", "minari_version": "0.5.4"})
+    buffers = []
+    for i in range(episodes):
+        truncations = np.zeros(10, bool)
+        truncations[-1] = True
+        observations = {k: rng.standard_normal((11, w)).astype(np.float32) for k, w in widths.items()}
+        actions = rng.uniform(-1, 1, (10, 1)).astype(np.float32)
+        rewards, terminations = rng.standard_normal(10), np.zeros(10, bool)
+        buffers.append(
+            EpisodeBuffer(
+                id=i,
+                observations=observations,
+                actions=actions,
+                rewards=rewards,
+                terminations=terminations,
+                truncations=truncations,
+            )
+        )
+    storage.update_episodes(buffers)
+    return path

@@ -78,6 +78,11 @@ def read_flat_group(group: h5py.Group, keys: list[str], path: str | os.PathLike)
     return np.concatenate(blocks, axis=1, dtype=np.float32)
 
 
+def key_widths(group: h5py.Group, keys: list[str]) -> list[list]:
+    """`[key, features]` of each key as `read_flat_group` lays them out (the observation's layout)."""
+    return [[key, int(np.prod(group[key].shape[1:], dtype=int))] for key in keys]
+
+
 def leaf_keys(group: h5py.Group) -> list[str]:
     """Relative paths of every dataset below `group`, naturally sorted ("a/x_2" before "a/x_10")."""
     keys: list[str] = []

@@ -30,6 +30,7 @@ from sim.behaviours import PolicyBehaviour
 from sim.envs import make_env
 from sim.evaluation import evaluate
 from sim.model_limits import with_model_limits
+from sim.model_task import ObservationLayout
 from sim.rewards import RelabelReward, RewardSpec, resolve_reward
 from sim.wrappers import LastActionObservation, SafetyFilterWrapper
 
@@ -67,6 +68,7 @@ class RunContext:
     units: EnvUnits  # env units <-> training units, on `device`
     reward: RewardSpec  # what the run optimises (task.reward), offline and online alike
     last_action: bool  # the policy observes the last executed action after the observation
+    observation_layout: list[dict]  # name, start, stop, units of each part of the policy's input
 
     def env_policy(self) -> EnvPolicy:
         """The algorithm's deterministic policy in environment units (no safety filter: the env wrapper has it)."""
@@ -116,6 +118,7 @@ class RunContext:
             "units": {k: v.cpu() for k, v in self.units.state_dict().items()},
             "reward": self.reward.name,
             "last_action_input": self.last_action,
+            "observation_layout": self.observation_layout,
             "env_id": self.cfg.task.env_id,
             "config": config_lib.as_dict(self.cfg),
         }
@@ -200,6 +203,7 @@ def build_context(cfg: DictConfig, total_steps: int, with_data: bool = True) -> 
     horizon = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else 1000
     safe_action = with_model_limits(config_lib.to_object(cfg).safety, env).resolved_safe_action()
     raw = load_task_dataset(cfg, env) if with_data else None
+    layout = observation_layout(raw, env, act_dim if last_action else 0)
     env.close()
     algo = algorithm_class(cfg.algo.name)(config_lib.to_object(cfg).algo, obs_dim, act_dim)
     units = EnvUnits.identity(obs_dim, low, high)
@@ -218,4 +222,23 @@ def build_context(cfg: DictConfig, total_steps: int, with_data: bool = True) -> 
                 "task.reward_floor (a lower bound of every per-step reward) or use task.reward=success"
             )
     algo.to(device).setup(total_steps, train.grad_clip)
-    return RunContext(cfg, None, device, data, raw, algo, units.to(device), reward, last_action)
+    return RunContext(cfg, None, device, data, raw, algo, units.to(device), reward, last_action, layout)
+
+
+def observation_layout(raw: TransitionDataset | None, env, last_action_dim: int) -> list[dict]:
+    """Name, slice and units of each part of the policy's input: the log's observation keys, a model-file task's
+    terms, or one `observation` block; then the last executed action where the policy observes it."""
+    obs_dim = env.observation_space.shape[0]
+    layout = getattr(env.unwrapped, "layout", None)
+    if raw is not None and raw.metadata.get("obs_layout"):
+        parts = [(key, width, "") for key, width in raw.metadata["obs_layout"]]
+    elif isinstance(layout, ObservationLayout):
+        parts = layout.parts()
+    else:
+        parts = []
+    if sum(width for _, width, _ in parts) != obs_dim:
+        parts = [("observation", obs_dim, "")]
+    if last_action_dim:
+        parts.append(("last_action", last_action_dim, "the action's units (the safety filter's last output)"))
+    starts = np.cumsum([0] + [width for _, width, _ in parts])
+    return [{"name": n, "start": int(a), "stop": int(a + w), "units": u} for (n, w, u), a in zip(parts, starts)]

@@ -75,6 +75,8 @@ def export_run(
         "training_config": config_lib.as_dict(cfg),
         "source_checkpoint": str(ckpt_file),
         "source_checkpoint_sha256": file_sha256(Path(ckpt_file)),
+        # the file's input: the plain observation (a last action the policy observes is appended inside)
+        "observation_layout": [p for p in state.get("observation_layout", []) if p["name"] != "last_action"],
     }
     return export_policy(
         algo.policy(),

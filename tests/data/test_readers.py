@@ -130,10 +130,12 @@ def test_minari_dict_observations_concatenate_in_requested_order(tmp_path):
     )
     default = load_dataset(tmp_path / "dict")
     assert default.metadata["obs_keys"] == ["goal", "joint"]  # sorted
+    assert default.metadata["obs_layout"] == [["goal", 3], ["joint", 2]]  # saved with the run and exported file
     np.testing.assert_array_equal(default.observations.numpy(), np.concatenate([goal, joint], axis=1)[:-1])
 
     chosen = load_dataset(tmp_path / "dict", obs_keys=["joint", "goal"], observation_space=space)
     np.testing.assert_array_equal(chosen.next_observations.numpy(), np.concatenate([joint, goal], axis=1)[1:])
+    assert chosen.metadata["obs_layout"] == [["joint", 2], ["goal", 3]]
 
     joint_only = load_dataset(tmp_path / "dict", obs_keys=["joint"])
     assert joint_only.obs_dim == 2
@@ -152,6 +154,7 @@ def test_robomimic_reader_with_obs_keys(tmp_path):
 
     assert detect_format(path) == "robomimic"
     assert data.metadata["env_id"] == "Lift" and data.metadata["obs_keys"] == ["gripper", "eef_pos"]
+    assert data.metadata["obs_layout"] == [["gripper", 2], ["eef_pos", 3]]
 
     def flat(part):
         return np.concatenate([np.concatenate([d[part]["gripper"], d[part]["eef_pos"]], axis=1) for d in demos])

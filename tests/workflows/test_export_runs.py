@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from builders import tiny_run
+from builders import tiny_run, write_minari_dict_log
 
 from deploy import EnvUnits, load_policy
 from robo_offline import config as C
@@ -108,3 +108,14 @@ def test_a_run_trained_without_observation_normalisation_exports_raw_observation
     for o, e in zip(obs, expected):
         policy.reset()
         np.testing.assert_allclose(policy(o.numpy()), e.numpy(), atol=1e-5)
+
+
+def test_a_dict_observation_log_names_its_keys_in_the_run_and_the_exported_file(demos, capsys):
+    log = write_minari_dict_log(demos / "dict-log", np.random.default_rng(0), {"joint": 3, "goal": 1})
+    overrides = ["task.eval_episodes=0", "train.steps=20", "task.collect_if_missing=false", f"run_dir={demos}/dict"]
+    cfg = C.compose(tiny_run(log, *overrides, "task.obs_keys=[joint,goal]", algo=("algo=bc",)))
+    ctx, _ = pretrain(cfg)  # InvertedPendulum observes 4 numbers: joint (3) + goal (1)
+    assert C.load_saved(ctx.run_dir / "config.yaml").task.obs_keys == ["joint", "goal"]  # the order, saved
+    assert cli_main(["export", str(ctx.run_dir), "--formats", "torchscript"]) == 0
+    layout = load_policy(ctx.run_dir / "export" / "policy.pt").metadata["observation_layout"]
+    assert [(p["name"], p["start"], p["stop"]) for p in layout] == [("joint", 0, 3), ("goal", 3, 4)]

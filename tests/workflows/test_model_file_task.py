@@ -37,6 +37,14 @@ def test_collect_pretrain_finetune_export_and_run_in_cpp(tmp_path, capsys):
     assert safety["action_low"] == model.actuator_ctrlrange[:, 0].tolist()  # the model's ranges, not a copy
     assert safety["joint_lower"] == model.jnt_range[:3, 0].tolist()
     assert safety["control_period"] == pytest.approx(model.opt.timestep * 5)
+    layout = policy.metadata["observation_layout"]  # the file's input, documented part by part
+    assert [(p["name"], p["start"], p["stop"]) for p in layout] == [
+        ("qpos:shoulder,elbow,wrist", 0, 3),
+        ("qvel:shoulder,elbow,wrist", 3, 6),
+        ("site:fingertip", 6, 9),
+        ("site:goal", 9, 12),
+    ]
+    assert layout[2]["units"] == "m, world frame"
 
     # evaluate: the run's policy and its exported files, on the same seeds, give the same returns
     returns = [evaluate_target(t, episodes=3).returns for t in (online, *(online / "export").glob("policy.pt*"))]

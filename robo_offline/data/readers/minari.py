@@ -15,6 +15,7 @@ from robo_offline.data.hdf5_io import (
     as_float32,
     as_rows,
     get_node,
+    key_widths,
     leaf_keys,
     natural_sorted,
     read_array,
@@ -70,6 +71,8 @@ def read_minari(handle: h5py.File, hdf5_file: Path, obs_keys: list[str] | None =
     lengths = [len(rewards) for rewards in columns["rewards"]]
     metadata = _dataset_metadata(file_meta, metadata_file)
     metadata["obs_keys"] = selected
+    if selected is not None:
+        metadata["obs_layout"] = key_widths(get_node(handle[names[0]], "observations", hdf5_file), selected)
     return concat_episodes(
         str(hdf5_file),
         "minari",

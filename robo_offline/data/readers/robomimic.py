@@ -14,6 +14,7 @@ from robo_offline.data.hdf5_io import (
     as_float32,
     as_rows,
     get_node,
+    key_widths,
     natural_sorted,
     read_array,
     read_flat_group,
@@ -46,7 +47,8 @@ def read_robomimic(handle: h5py.File, path: str, obs_keys: list[str] | None = No
     for name in names:
         for key, array in _read_demo(data[name], path, selected).items():
             columns[key].append(array)
-    metadata = {"obs_keys": selected, **_env_metadata(data)}
+    layout = key_widths(get_node(data[names[0]], "obs", path), selected)
+    metadata = {"obs_keys": selected, "obs_layout": layout, **_env_metadata(data)}
     return concat_episodes(
         str(path),
         "robomimic",
