@@ -26,7 +26,7 @@ from sim.scores import normalized_score
 from sim.threads import torch_threads
 from sim.video import RenderError
 
-MAIN_DEFAULTS = {"task": "pusher", "algo": "calql"}
+MAIN_DEFAULTS = {"task": "arm", "algo": "calql"}  # the example robot (sim/assets/reach_arm.xml)
 MAIN_BUDGET = config_lib.CONFIG_DIR / "main_job.yaml"
 # CQL-family updates cost ~(3 n_actions + 1) critic passes: the demo samples 4 actions, not 10.
 LIGHT_CONSERVATIVE = "algo.n_actions=4"
