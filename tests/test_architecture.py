@@ -52,7 +52,8 @@ ALLOWED: dict[str, set[str]] = {
     },
 }
 # Third-party packages a layer may use: deploy runs on a robot computer with torch alone.
-EXTERNAL = {"deploy": {"torch"}, "sim": {"torch", "numpy", "gymnasium", "mujoco", "tqdm"}}
+# sim may import imageio lazily, for videos only (the optional `video` extra)
+EXTERNAL = {"deploy": {"torch"}, "sim": {"torch", "numpy", "gymnasium", "mujoco", "tqdm", "imageio"}}
 
 
 def modules() -> dict[str, Path]:
