@@ -70,9 +70,13 @@ def summary(run_dir: Path, metric: str, budget: int) -> dict[str, float]:
 
 
 def fmt(values: list[float], digits: int = 1, scale: float = 1.0) -> str:
-    values = [scale * v for v in values]
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} +- {sd:.{digits}f}"
+    """Mean +- std over seeds; undefined values (a ratio to an offline success of 0) are left out and counted."""
+    defined = [scale * v for v in values if v == v]
+    if not defined:
+        return "n/a"
+    sd = statistics.stdev(defined) if len(defined) > 1 else 0.0
+    left_out = f" ({len(values) - len(defined)} n/a)" if len(defined) < len(values) else ""
+    return f"{statistics.mean(defined):.{digits}f} +- {sd:.{digits}f}{left_out}"
 
 
 def _finished(run_dir: Path, env_steps: int) -> bool:
