@@ -28,6 +28,7 @@ except ImportError:  # Windows: the pid check below is used instead
     fcntl = None
 
 LOCK_FILE = "run.lock"
+METRIC_FILES = ("train.csv", "eval.csv")  # training.metrics' streams
 
 
 class RunDirError(RuntimeError):
@@ -60,9 +61,9 @@ def owned_run_dir(path: Path, *, resume: bool) -> Iterator[Path]:
                 f"{path} already holds a run (checkpoints/{LAST}); continue it with --resume {path}, "
                 "or choose another run_dir"
             )
-        if not resume:
-            for stale in path.glob("*.csv"):  # metric rows of a run killed before its first checkpoint
-                stale.unlink()
+        if not resume and (path / "config.yaml").is_file():  # a run killed before its first checkpoint:
+            for stale in METRIC_FILES:  # its metric rows would otherwise precede this run's
+                (path / stale).unlink(missing_ok=True)
         yield path
 
 

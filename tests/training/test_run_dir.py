@@ -100,6 +100,10 @@ def test_a_fresh_start_never_overwrites_a_run_and_a_resume_needs_one(tmp_path):
 
 
 def test_a_fresh_start_clears_metric_rows_of_a_run_killed_before_its_first_checkpoint(tmp_path):
+    (tmp_path / "mine.csv").write_text("a user's file\n")
     (tmp_path / "eval.csv").write_text("step,mean_return\n0,1.0\n")
+    with owned_run_dir(tmp_path, resume=False):  # no config.yaml: not a run's directory, nothing is touched
+        assert (tmp_path / "eval.csv").exists()
+    (tmp_path / "config.yaml").write_text("run_dir: x\n")
     with owned_run_dir(tmp_path, resume=False):
-        assert not (tmp_path / "eval.csv").exists()
+        assert not (tmp_path / "eval.csv").exists() and (tmp_path / "mine.csv").exists()
