@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 import gymnasium as gym
 
-from sim.demonstrators.pusher import QUALITY_LEVELS, PusherDemonstrator
+from sim.demonstrators.pusher import PusherDemonstrator
 from sim.demonstrators.reach_arm import ReachArmDemonstrator
+from sim.demonstrators.sloppiness import QUALITY_LEVELS
 from sim.model_task import REACH_ARM_ID
 
 DemonstratorFactory = Callable[..., Callable]

@@ -30,6 +30,8 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from sim.demonstrators.sloppiness import Sloppiness, SloppyActions
+
 # --- Pusher-v5 layout (gymnasium's pusher_v5.xml) --------------------------------------------------------
 ARM_DOF = 7
 OBS_QPOS, OBS_QVEL = slice(0, 7), slice(7, 14)
@@ -47,48 +49,6 @@ PUSH_HEIGHT = -0.27  # claw at the puck's mid-height
 HOVER_HEIGHT = -0.20  # claw just clear of the puck's top: approach and lift altitude
 PUSH_SWITCH_HEIGHT = PUSH_HEIGHT + 0.04  # low enough to start pressing
 PRE_PUSH_GAP = 0.005  # how far short of touching the puck the descent aims
-
-QUALITY_LEVELS: dict[str, float] = {"expert": 1.0, "medium": 0.6, "poor": 0.0}
-
-
-@dataclass(frozen=True)
-class Sloppiness:
-    """How a demonstrator of a given quality deviates from the expert (quality 1: not at all)."""
-
-    quality: float
-    action_noise: float  # std of Gaussian torque noise, N m (actions span [-2, 2])
-    burst_probability: float  # chance per step of starting a burst of held uniform-random torques
-    burst_steps: tuple[int, int]  # burst length range [low, high)
-    gain_scale: float  # softens the operational-space position gain
-    press_scale: float  # shallower presses push the puck more slowly
-
-    @classmethod
-    def at(cls, quality: float | str) -> Sloppiness:
-        q = resolve_quality(quality)
-        s = 1.0 - q
-        return cls(
-            q,
-            action_noise=0.5 * s,
-            burst_probability=0.05 * s,
-            burst_steps=(3, 8),
-            gain_scale=1.0 - 0.25 * s,
-            press_scale=1.0 - 0.2 * s,
-        )
-
-
-def resolve_quality(quality: float | str) -> float:
-    """A named level or a number in [0, 1] (1 = expert)."""
-    if isinstance(quality, str):
-        if quality in QUALITY_LEVELS:
-            return QUALITY_LEVELS[quality]
-        try:
-            quality = float(quality)
-        except ValueError:
-            levels = sorted(QUALITY_LEVELS)
-            raise ValueError(f"unknown quality {quality!r}; use one of {levels} or a number in [0, 1]") from None
-    if not 0.0 <= float(quality) <= 1.0:
-        raise ValueError(f"quality must be in [0, 1], got {quality}")
-    return float(quality)
 
 
 @dataclass(frozen=True)
@@ -328,7 +288,8 @@ class PusherDemonstrator:
         self.arm = ArmModel(base.model, float(base.dt))
         self.action_space = env.action_space
         self._weights = np.array([1.0, 1.0, 1.0, self.gains.tilt_weight, self.gains.tilt_weight, self.gains.yaw_weight])
-        self._rng = np.random.default_rng(seed)
+        space = env.action_space  # noise std: Sloppiness.action_noise in N m
+        self._sloppy = SloppyActions(self.sloppiness, space.low, space.high, self.sloppiness.action_noise, seed)
         self._plans: dict[bytes, PushPlan] = {}
         self.reset(seed)
 
@@ -337,17 +298,14 @@ class PusherDemonstrator:
         return self.sloppiness.quality
 
     def reset(self, seed: int | None = None) -> None:
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
+        self._sloppy.reset(seed)
         self._plans.clear()  # a cache of a pure function: clearing it changes no action
-        self._burst: np.ndarray | None = None
-        self._burst_left = 0
         self.phase: Phase | None = None  # the last decision, for inspection only
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float64)
         torque = self._expert_torque(obs)
-        return self._perturb(torque).astype(self.action_space.dtype)
+        return self._sloppy(torque).astype(self.action_space.dtype)
 
     # --- expert: a function of the observation ------------------------------------------------------------
     def _expert_torque(self, obs: np.ndarray) -> np.ndarray:
@@ -498,17 +456,3 @@ class PusherDemonstrator:
         pinv = jac.T @ np.linalg.inv(jac @ jac.T + 1e-3 * np.eye(6))
         null = np.eye(ARM_DOF) - pinv @ jac
         return pinv @ (self._weights * np.concatenate([v, w])) + null @ ((q if posture is None else posture) - q)
-
-    # --- sloppiness ---------------------------------------------------------------------------------------
-    def _perturb(self, torque: np.ndarray) -> np.ndarray:
-        s, low, high = self.sloppiness, self.action_space.low, self.action_space.high
-        if self._burst_left > 0:
-            self._burst_left -= 1
-            return self._burst
-        if s.burst_probability > 0 and self._rng.random() < s.burst_probability:
-            self._burst = self._rng.uniform(low, high)
-            self._burst_left = int(self._rng.integers(*s.burst_steps)) - 1
-            return self._burst
-        if s.action_noise > 0:
-            torque = torque + self._rng.normal(0.0, s.action_noise, size=torque.shape)
-        return np.clip(torque, low, high)

@@ -14,7 +14,8 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from sim.demonstrators.pusher import Sloppiness, full_mass_matrix
+from sim.demonstrators.pusher import full_mass_matrix
+from sim.demonstrators.sloppiness import Sloppiness, SloppyActions
 
 ARM_JOINTS = ("shoulder", "elbow", "wrist")
 OBS_Q, OBS_QD, OBS_TIP, OBS_GOAL = slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 12)
@@ -45,20 +46,19 @@ class ReachArmDemonstrator:
         self.position_gain = position_gain * self.sloppiness.gain_scale
         self.max_speed, self.time_constant = max_speed, time_constant
         self._jac, self._mass = np.zeros((3, self.model.nv)), np.zeros((self.model.nv, self.model.nv))
-        self.reset(seed)
+        noise = self.sloppiness.action_noise * (self.high - self.low) / 2  # a fraction of the half-range
+        self._sloppy = SloppyActions(self.sloppiness, self.low, self.high, noise, seed)
 
     @property
     def quality(self) -> float:
         return self.sloppiness.quality
 
     def reset(self, seed: int | None = None) -> None:
-        self._rng = np.random.default_rng(seed)
-        self._burst: np.ndarray | None = None
-        self._burst_left = 0
+        self._sloppy.reset(seed)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, dtype=np.float64)
-        return self._perturb(self._expert(obs)).astype(np.float32)
+        return self._sloppy(self._expert(obs)).astype(np.float32)
 
     def _expert(self, obs: np.ndarray) -> np.ndarray:
         q, qd = obs[OBS_Q], obs[OBS_QD]
@@ -82,16 +82,3 @@ class ReachArmDemonstrator:
         mujoco.mj_jacSite(self.model, self.data, self._jac, None, self.site)
         full_mass_matrix(self.model, self.data, self._mass)
         return self._jac[:2, self.dof_adr], self._mass[np.ix_(self.dof_adr, self.dof_adr)]
-
-    def _perturb(self, torque: np.ndarray) -> np.ndarray:
-        s = self.sloppiness
-        if self._burst_left > 0:
-            self._burst_left -= 1
-            return self._burst
-        if s.burst_probability > 0 and self._rng.random() < s.burst_probability:
-            self._burst = self._rng.uniform(self.low, self.high)
-            self._burst_left = int(self._rng.integers(*s.burst_steps)) - 1
-            return self._burst
-        if s.action_noise > 0:  # as a fraction of the half-range: 0.2 at medium, 0.5 at poor quality
-            torque = torque + self._rng.normal(0.0, s.action_noise * (self.high - self.low) / 2, torque.shape)
-        return np.clip(torque, self.low, self.high)

@@ -7,7 +7,8 @@ import pytest
 
 from sim.behaviours import make_behaviour
 from sim.demonstrators import make_demonstrator
-from sim.demonstrators.pusher import QUALITY_LEVELS, PusherDemonstrator, resolve_quality
+from sim.demonstrators.pusher import PusherDemonstrator
+from sim.demonstrators.sloppiness import QUALITY_LEVELS, resolve_quality
 from sim.envs import make_env
 from sim.rollout import rollout_episodes
 
