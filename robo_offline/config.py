@@ -346,10 +346,8 @@ def with_model_task(cfg: DictConfig) -> DictConfig:
     if not model.file:
         raise ConfigError("invalid config task.model.file: a MuJoCo model file (MJCF) is required")
     fields = {k: v for k, v in as_dict(cfg)["task"]["model"].items() if k != "file"}
-    if fields["goal_radius"] is None:
-        fields["goal_radius"] = (0.0, float("inf"))
     try:
-        spec = ModelTaskSpec(model=model.file, **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+        spec = ModelTaskSpec.from_dict({"model": model.file, **fields})
         cfg.task.env_id = register_model_task(cfg.task.name, spec)
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(f"invalid config task.model: {e}") from None

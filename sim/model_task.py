@@ -15,6 +15,7 @@ the project (`sim/assets/reach_arm.xml`) is registered as `robo_offline/ReachArm
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,15 @@ class ModelTaskSpec:
     success_sites: tuple[str, str] | None = None  # success: these two sites within success_radius
     success_radius: float = 0.02
     reward: str = "success"  # success | neg_distance (between the success sites)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelTaskSpec:
+        """From plain data (a config section, gymnasium's registered kwargs): lists become tuples, a goal
+        radius of None no bound."""
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        if d.get("goal_radius", ()) is None:
+            d.pop("goal_radius")
+        return cls(**d)
 
     def model_path(self) -> Path:
         path = Path(self.model)
@@ -84,7 +94,7 @@ class ModelFileEnv(MujocoEnv):
     metadata = {"render_modes": ["human", "rgb_array", "depth_array"]}
 
     def __init__(self, spec: ModelTaskSpec | dict, render_mode: str | None = None, **kwargs: Any) -> None:
-        self.task = spec if isinstance(spec, ModelTaskSpec) else _spec_from_dict(spec)
+        self.task = spec if isinstance(spec, ModelTaskSpec) else ModelTaskSpec.from_dict(spec)
         path = self.task.model_path()
         if not path.is_file():
             raise FileNotFoundError(f"no MuJoCo model at {self.task.model} (looked in the working directory, {ASSETS})")
@@ -95,8 +105,10 @@ class ModelFileEnv(MujocoEnv):
         camera = {"distance": 2.0 * model.stat.extent, "elevation": -60.0, "lookat": model.stat.center.copy()}
         kwargs.setdefault("default_camera_config", camera)  # the whole model, seen from above at an angle
         super().__init__(str(path), self.task.frame_skip, space, render_mode=render_mode, **kwargs)
-        self._random_qpos = [int(self.model.jnt_qposadr[_joint_id(self.model, j)]) for j in self.task.random_joints]
-        self._random_range = np.array([self.model.jnt_range[_joint_id(self.model, j)] for j in self.task.random_joints])
+        random_joints = [_joint_id(self.model, j) for j in self.task.random_joints]
+        self._random_qpos = [int(self.model.jnt_qposadr[j]) for j in random_joints]
+        self._random_dof = [int(self.model.jnt_dofadr[j]) for j in random_joints]
+        self._random_range = np.array([self.model.jnt_range[j] for j in random_joints])
         if self.task.success_sites is not None:
             for site in self.task.success_sites:
                 self.layout.slice(f"site:{site}")  # success must be a function of the observation
@@ -132,7 +144,7 @@ class ModelFileEnv(MujocoEnv):
                 if r_min <= np.linalg.norm(draw) <= r_max:
                     break
             qpos[self._random_qpos] = draw
-            qvel[[int(self.model.jnt_dofadr[_joint_id(self.model, j)]) for j in self.task.random_joints]] = 0.0
+            qvel[self._random_dof] = 0.0
         self.set_state(qpos, qvel)
         return self._get_obs()
 
@@ -144,12 +156,18 @@ class ModelFileEnv(MujocoEnv):
         return {"is_success": bool(distance < self.task.success_radius), "distance": distance}
 
 
-def successes(spec: ModelTaskSpec, observations: np.ndarray) -> np.ndarray:
-    """Batched success test on (..., obs_dim) observations (for relabelling logs)."""
-    model = mujoco.MjModel.from_xml_path(str(spec.model_path()))
-    _, layout = _observation_readers(model, spec.observations)
-    a, b = (np.asarray(observations)[..., layout.slice(f"site:{s}")] for s in spec.success_sites)
-    return np.linalg.norm(a - b, axis=-1) < spec.success_radius
+def success_test(spec: ModelTaskSpec) -> Callable[[np.ndarray], np.ndarray]:
+    """The task's batched success test on (..., obs_dim) observations (for relabelling logs and online rewards);
+    the model is read once here, not per call."""
+    _, layout = _observation_readers(mujoco.MjModel.from_xml_path(str(spec.model_path())), spec.observations)
+    a, b = (layout.slice(f"site:{s}") for s in spec.success_sites)
+    radius = spec.success_radius
+
+    def successes(observations: np.ndarray) -> np.ndarray:
+        observations = np.asarray(observations)
+        return np.linalg.norm(observations[..., a] - observations[..., b], axis=-1) < radius
+
+    return successes
 
 
 def register_model_task(name: str, spec: ModelTaskSpec) -> str:
@@ -168,7 +186,7 @@ def register_model_task(name: str, spec: ModelTaskSpec) -> str:
 
 def _observation_readers(model: mujoco.MjModel, terms: tuple[str, ...]) -> tuple[list, ObservationLayout]:
     """One reader (MjData -> values) per observation term, and where each term lands in the observation."""
-    readers, layout, start = [], ObservationLayout(), 0
+    readers, layout, start, data = [], ObservationLayout(), 0, mujoco.MjData(model)
     for term in terms:
         kind, _, names = term.partition(":")
         if kind in ("qpos", "qvel"):
@@ -179,7 +197,7 @@ def _observation_readers(model: mujoco.MjModel, terms: tuple[str, ...]) -> tuple
             read = _read("sensordata", slice(None))
         else:
             raise ValueError(f"unknown observation term {term!r}; use qpos, qvel, site:NAME, body:NAME or sensordata")
-        size = len(read(mujoco.MjData(model)))
+        size = len(read(data))
         readers.append(read)
         layout.terms.append((term, slice(start, start + size)))
         start += size
@@ -209,11 +227,6 @@ def _joint_id(model: mujoco.MjModel, name: str) -> int:
     if j < 0:
         raise ValueError(f"the model has no joint named {name!r}")
     return j
-
-
-def _spec_from_dict(d: dict) -> ModelTaskSpec:
-    tuples = ("observations", "random_joints", "goal_radius", "success_sites")
-    return ModelTaskSpec(**{k: tuple(v) if k in tuples and v is not None else v for k, v in d.items()})
 
 
 MODEL_TASKS: dict[str, ModelTaskSpec] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any, SupportsFloat
 
@@ -57,11 +56,11 @@ SUCCESS_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 def success_function(env_id: str) -> Callable[[np.ndarray], np.ndarray] | None:
     """The task's batched success test on observations, None for tasks without one (model-file tasks declare
     theirs in their spec)."""
-    from sim.model_task import MODEL_TASKS, successes
+    from sim.model_task import MODEL_TASKS, success_test
 
     spec = MODEL_TASKS.get(env_id)
     if spec is not None and spec.success_sites is not None:
-        return functools.partial(successes, spec)
+        return success_test(spec)
     return SUCCESS_FUNCTIONS.get(env_id)
 
 

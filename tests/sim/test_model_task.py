@@ -12,7 +12,7 @@ import pytest
 
 from sim.demonstrators import make_demonstrator
 from sim.envs import make_env
-from sim.model_task import REACH_ARM, REACH_ARM_ID, ModelFileEnv, ModelTaskSpec, register_model_task, successes
+from sim.model_task import REACH_ARM, REACH_ARM_ID, ModelFileEnv, ModelTaskSpec, register_model_task, success_test
 from sim.rollout import rollout_episodes
 from sim.tasks import success_function
 
@@ -45,7 +45,7 @@ def test_success_is_a_function_of_the_observation_and_matches_the_env():
     goal = obs[9:12]
     near, far = obs.copy(), obs.copy()
     near[6:9], far[6:9] = goal + [0.015, 0, 0], goal + [0.025, 0, 0]
-    np.testing.assert_array_equal(successes(REACH_ARM, np.stack([near, far])), [True, False])
+    np.testing.assert_array_equal(success_test(REACH_ARM)(np.stack([near, far])), [True, False])
     np.testing.assert_array_equal(success_function(REACH_ARM_ID)(np.stack([near, far])), [True, False])
 
 
