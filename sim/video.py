@@ -7,6 +7,7 @@ written with imageio's ffmpeg plugin (the `video` extra).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ class FrameRecorder(gym.Wrapper):
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         self.frames: list[np.ndarray] = []
+        headless_gl()  # before the first render(), where gymnasium picks its OpenGL backend
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         out = self.env.reset(**kwargs)
@@ -48,6 +50,13 @@ class FrameRecorder(gym.Wrapper):
         if frame is None:
             raise RenderError("the env returned no frame: make it with render_mode='rgb_array'")
         self.frames.append(np.asarray(frame))
+
+
+def headless_gl() -> None:
+    """Without a display, render through EGL unless MUJOCO_GL chooses (gymnasium would try GLFW first and fail)."""
+    if "MUJOCO_GL" not in os.environ and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        os.environ["MUJOCO_GL"] = "egl"
+        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 
 def write_video(frames: list[np.ndarray], path: str | Path, fps: int) -> Path:

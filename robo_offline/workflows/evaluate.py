@@ -9,7 +9,6 @@ filter and last action inside; the env's filter wrapper then changes nothing, it
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -38,7 +37,6 @@ def evaluate_target(
     seed = EVAL_SEED + int(cfg["train"]["seed"]) if seed is None else seed
     recorder: list[FrameRecorder] = []
     if video is not None:
-        headless_rendering()
         wrappers = [*wrappers, lambda env: recorder.append(FrameRecorder(env)) or recorder[-1]]
     render = {"render_mode": "rgb_array", "width": VIDEO_SIZE, "height": VIDEO_SIZE} if video else {}
     reward = cfg["task"]["reward"]
@@ -47,13 +45,6 @@ def evaluate_target(
         env = recorder[0].unwrapped
         write_video(recorder[0].frames, video, fps=env.metadata.get("render_fps", 20))
     return result
-
-
-def headless_rendering() -> None:
-    """Without a display, render through EGL unless MUJOCO_GL chooses (gymnasium would try GLFW first and fail)."""
-    if "MUJOCO_GL" not in os.environ and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        os.environ["MUJOCO_GL"] = "egl"
-        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 
 def _run(run_dir: Path):
