@@ -95,6 +95,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         seed=args.seed,
         safety_file=args.safety,
         name=args.name,
+        task=args.task,
     )
     success = f", success {stats.success_rate:.0%}" if stats.success_rate is not None else ""
     print(
@@ -189,7 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train_online)
 
     p = sub.add_parser("collect", help="record a demo log (Minari layout) from a behaviour in simulation")
-    p.add_argument("--env", default="Pusher-v5", help="gymnasium environment id")
+    p.add_argument("--env", help="gymnasium environment id (default: the task's)")
+    p.add_argument(
+        "--task", help="task config naming the demonstrator and success test (default: the one for --env, or pusher)"
+    )
     p.add_argument("--behaviour", default="scripted", choices=BEHAVIOURS, help="policy: an exported file (--policy)")
     p.add_argument("--quality", default="expert", help="scripted demonstrator quality: expert | medium | poor | 0..1")
     p.add_argument("--policy", help="exported policy file (.pt) for --behaviour policy")

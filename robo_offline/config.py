@@ -33,6 +33,7 @@ from robo_offline.datagen.tiers import TIERS
 from robo_offline.training.precision import PRECISIONS
 from sim.model_task import ModelTaskSpec, register_model_task
 from sim.rewards import KINDS as REWARD_KINDS
+from sim.tasks import attach_task
 
 
 def _builtin_config_dir() -> Path:
@@ -69,6 +70,7 @@ class DemoConfig:
     policies: str = ""  # a shipped policy set (e.g. hopper) or a directory with a manifest.json (behaviour "tiers")
     transitions: int = 100_000  # size of a recorded tier
     action_noise: float = 0.0  # Gaussian noise on the demonstrator's commands (half-ranges), DART-style coverage
+    demonstrator: str | None = None  # module:Class of the scripted demonstrator (behaviour "scripted")
 
 
 @dataclass
@@ -84,6 +86,7 @@ class ModelTaskConfig:
     goal_radius: list[float] | None = None  # [min, max] norm of the random joints' positions
     success_sites: list[str] | None = None  # [site_a, site_b]: success when within success_radius
     success_radius: float = 0.02
+    terminate_on_success: bool = False  # end the episode (terminated) at the first success
     reward: str = "success"  # success | neg_distance
 
 
@@ -93,7 +96,8 @@ class TaskConfig:
     env_id: str = "Pusher-v5"
     dataset: str = "data/pusher-mixed"
     format: str = "auto"  # auto or data.readers.FORMATS
-    obs_keys: list[str] | None = None
+    obs_keys: list[str] | None = None  # order of a Dict observation's keys, in logs and envs alike (None: sorted)
+    success: str | None = None  # module:function, (N, obs_dim) observations -> (N,) bools; model tasks: their sites
     nonfinite: str = "fail"  # data.validation.NONFINITE_POLICIES: fail | drop
     collect_if_missing: bool = True  # generate the built-in demos at `dataset` if it is absent
     demos: DemoConfig = field(default_factory=DemoConfig)
@@ -182,6 +186,17 @@ def _group_file(group: str, name: str) -> Path:
     return path
 
 
+def task_config_for(env_id: str) -> str | None:
+    """The first task config (the user's directories first) whose task runs `env_id`, by name; None if none."""
+    for directory in config_dirs():
+        for path in sorted((directory / "task").glob("*.yaml")):
+            task = OmegaConf.select(_read_yaml(path), "task") or {}
+            ids = {task.get("env_id"), f"robo_offline/{task.get('name')}-v0" if task.get("model") else None}
+            if env_id in ids:
+                return path.stem
+    return None
+
+
 def _task_name(task: str) -> str | None:
     """Default safety group: the file named like the task, when one exists."""
     return task if _find_group_file("safety", task) else None
@@ -228,7 +243,7 @@ def compose(
     except OmegaConfBaseException as e:
         raise ConfigError(_explain(e)) from None
     validate(cfg)
-    return with_model_task(cfg)
+    return with_task(cfg)
 
 
 def schema_for(algo_name: str) -> DictConfig:
@@ -335,14 +350,26 @@ def load_saved(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     except OmegaConfBaseException as e:
         raise ConfigError(_explain(e)) from None
     validate(cfg)
-    return with_model_task(cfg)
+    return with_task(cfg)
 
 
-def with_model_task(cfg: DictConfig) -> DictConfig:
-    """A config naming a model file gets its task registered in this process and `task.env_id` pointed at it."""
+def with_task(cfg: DictConfig) -> DictConfig:
+    """Make the config's task known in this process: a model file is registered as a gymnasium id (and
+    `task.env_id` pointed at it), and the task's success test, demonstrator and Dict-observation order are
+    attached to its env id (`sim.tasks.attach_task`). Plain dicts of older files lack the newer keys."""
+    task = cfg.task
+    if task.get("model"):
+        _register_model_task(cfg)
+    demos = task.get("demos") or {}
+    try:
+        attach_task(task.env_id, task.get("success"), demos.get("demonstrator"), task.get("obs_keys"))
+    except ValueError as e:
+        raise ConfigError(f"invalid config {e}") from None
+    return cfg
+
+
+def _register_model_task(cfg: DictConfig) -> None:
     model = cfg.task.model
-    if model is None:
-        return cfg
     if not model.file:
         raise ConfigError("invalid config task.model.file: a MuJoCo model file (MJCF) is required")
     fields = {k: v for k, v in as_dict(cfg)["task"]["model"].items() if k != "file"}
@@ -351,7 +378,6 @@ def with_model_task(cfg: DictConfig) -> DictConfig:
         cfg.task.env_id = register_model_task(cfg.task.name, spec)
     except (ValueError, FileNotFoundError) as e:
         raise ConfigError(f"invalid config task.model: {e}") from None
-    return cfg
 
 
 def as_dict(cfg: DictConfig) -> dict[str, Any]:

@@ -4,7 +4,9 @@ Actions are the model's actuators in their `ctrlrange`. Observations are named t
 order: `qpos` / `qvel` (all, or `qpos:joint_a,joint_b`), `site:NAME` / `body:NAME` (world position) and
 `sensordata`. Success is "site A within R of site B" (both sites must be observed, so success is a
 function of the observation and logs can be relabelled), the env reward is `success` (1 per step on
-success) or `neg_distance` (minus that distance). At reset the arm's joints get uniform noise and the
+success) or `neg_distance` (minus that distance), and the episode may end at the first success
+(`terminate_on_success`); a user's `module:function` success or reward comes from the task config
+(`task.success`, `task.reward`). At reset the arm's joints get uniform noise and the
 spec's random joints (e.g. a goal's slide joints) a uniform draw in their range, redrawn until their
 vector's norm lies inside `goal_radius`.
 
@@ -42,6 +44,7 @@ class ModelTaskSpec:
     goal_radius: tuple[float, float] = (0.0, float("inf"))  # redraw until |random joints' qpos| is inside
     success_sites: tuple[str, str] | None = None  # success: these two sites within success_radius
     success_radius: float = 0.02
+    terminate_on_success: bool = False  # the episode ends (terminated) at the first success
     reward: str = "success"  # success | neg_distance (between the success sites)
 
     @classmethod
@@ -123,7 +126,12 @@ class ModelFileEnv(MujocoEnv):
         reward = float(success) if self.task.reward == "success" else -float(distance)
         if self.render_mode == "human":
             self.render()
-        return obs, reward, False, False, {"is_success": success, "distance": distance}
+        terminated = success and self.task.terminate_on_success
+        return obs, reward, terminated, False, {"is_success": success, "distance": distance}
+
+    def observation_parts(self) -> list[tuple[str, int, str]]:
+        """(term, width, units) of each observation term, in order (saved with runs and exported files)."""
+        return self.layout.parts()
 
     def distance(self, obs: np.ndarray) -> float:
         """Distance between the success sites, read from the observation (inf without success sites)."""

@@ -6,7 +6,7 @@ The same function relabels logged demos at load and replaces the simulator's rew
 - `env`: the environment's own reward (for Pusher, distances plus a control cost: hovering at the
   puck scores like finishing the push);
 - `success`: 1 on every step whose next observation is a success, else 0 (the task's goal as its
-  reward; needs a task with a success test, `sim.tasks`);
+  reward; needs a task with a success test: `task.success`, or a model task's sites);
 - `module:function`: a user's function `(obs (N, o), action (N, a), next_obs (N, o)) -> (N,)`.
   It may carry `reward_floor` (a lower bound of every per-step reward) as an attribute.
 
@@ -59,7 +59,10 @@ def resolve_reward(name: str, env_id: str, declared_floor: float | None = None) 
     if name == "success":
         is_success = success_function(env_id)
         if is_success is None:
-            raise ValueError(f"task.reward=success: {env_id} has no success test (sim/tasks.py); use env or module:fn")
+            raise ValueError(
+                f"task.reward=success: {env_id} has no success test; name one (task.success: module:function) "
+                "or use task.reward=env or module:function"
+            )
         return RewardSpec("success", lambda obs, act, next_obs: is_success(next_obs).astype(np.float32), 0.0, True)
     if ":" in name:
         module, _, attr = name.partition(":")

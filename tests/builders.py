@@ -125,6 +125,8 @@ def tiny_run(
         "task=pusher",
         "safety=none",
         "task.reward=env",  # InvertedPendulum has no success test
+        "task.success=null",
+        "task.demos.demonstrator=null",
         *algo,
         f"task.env_id={PENDULUM}",
         f"task.dataset={data_dir}",
@@ -170,22 +172,24 @@ def tiny_bc() -> BC:
     return BC(BCConfig(hidden_dims=[16, 16]), TINY_OBS, TINY_ACT).setup(total_steps=100)
 
 
-def write_minari_dict_log(path: Path, rng: np.random.Generator, widths: dict[str, int], episodes: int = 20) -> Path:
-    """A Minari log whose observations are a Dict space (keys of the given widths), 10-step episodes, 1-D actions
+def write_minari_dict_log(
+    path: Path, rng: np.random.Generator, widths: dict[str, int], episodes: int = 20, act_dim: int = 1
+) -> Path:
+    """A Minari log whose observations are a Dict space (keys of the given widths), 10-step episodes, actions
     in [-1, 1]."""
     from minari.data_collector import EpisodeBuffer
     from minari.dataset.minari_storage import MinariStorage
 
     space = gym.spaces.Dict({k: gym.spaces.Box(-np.inf, np.inf, (w,)) for k, w in widths.items()})
     (path / "data").mkdir(parents=True)
-    storage = MinariStorage.new(path / "data", observation_space=space, action_space=gym.spaces.Box(-1, 1, (1,)))
+    storage = MinariStorage.new(path / "data", observation_space=space, action_space=gym.spaces.Box(-1, 1, (act_dim,)))
     storage.update_metadata({"dataset_id": "robo-offline/dict-v0", "minari_version": "0.5.4"})
     buffers = []
     for i in range(episodes):
         truncations = np.zeros(10, bool)
         truncations[-1] = True
         observations = {k: rng.standard_normal((11, w)).astype(np.float32) for k, w in widths.items()}
-        actions = rng.uniform(-1, 1, (10, 1)).astype(np.float32)
+        actions = rng.uniform(-1, 1, (10, act_dim)).astype(np.float32)
         rewards, terminations = rng.standard_normal(10), np.zeros(10, bool)
         buffers.append(
             EpisodeBuffer(

@@ -6,9 +6,17 @@ import pytest
 from omegaconf import OmegaConf
 
 from deploy.safety import SafetyConfig
-from robo_offline.config import CONFIG_DIR
+from robo_offline.config import CONFIG_DIR, compose
 from sim.envs import make_env
 from sim.model_limits import with_model_limits
+
+
+@pytest.fixture(autouse=True)
+def builtin_task_knowledge() -> None:
+    """Pusher's and the arm's success tests and demonstrators attached to their env ids, as loading their task
+    configs does in a run (sim.tasks.attach_task); before every test, so no test depends on another's config."""
+    compose(["task=pusher"])
+    compose(["task=arm"])
 
 
 @pytest.fixture(scope="session")

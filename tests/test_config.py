@@ -115,3 +115,11 @@ def test_a_task_config_naming_a_model_file_registers_that_task():
         C.compose(["task=arm", *model, "task.model.observations=[qpos,site:claw]"])
     with pytest.raises(C.ConfigError, match="task.model.file"):
         C.compose(["task=arm", "task.model.max_episode_steps=30"])
+
+
+def test_the_task_config_of_an_env_id_is_found_by_its_env_id():
+    from sim.model_task import REACH_ARM_ID
+
+    assert C.task_config_for("Pusher-v5") == "pusher"
+    assert C.task_config_for(REACH_ARM_ID) == "arm"
+    assert C.task_config_for("InvertedPendulum-v5") is None

@@ -30,8 +30,8 @@ from sim.behaviours import PolicyBehaviour
 from sim.envs import make_env
 from sim.evaluation import evaluate
 from sim.model_limits import with_model_limits
-from sim.model_task import ObservationLayout
 from sim.rewards import RelabelReward, RewardSpec, resolve_reward
+from sim.tasks import flattened_dict_keys
 from sim.wrappers import LastActionObservation, SafetyFilterWrapper
 
 EVAL_SEED = 10_000  # evaluation seeds start here (plus train.seed), far from the data's and the collectors'
@@ -227,15 +227,18 @@ def build_context(cfg: DictConfig, total_steps: int, with_data: bool = True) -> 
 
 def observation_layout(raw: TransitionDataset | None, env, last_action_dim: int) -> list[dict]:
     """Name, slice and units of each part of the policy's input: the log's observation keys, a model-file task's
-    terms, or one `observation` block; then the last executed action where the policy observes it."""
+    terms or a Dict env's keys (in the flattening order), or one `observation` block; then the last executed
+    action where the policy observes it. A Dict log and a Dict env whose keys differ are refused, naming both."""
     obs_dim = env.observation_space.shape[0]
-    layout = getattr(env.unwrapped, "layout", None)
-    if raw is not None and raw.metadata.get("obs_layout"):
-        parts = [(key, width, "") for key, width in raw.metadata["obs_layout"]]
-    elif isinstance(layout, ObservationLayout):
-        parts = layout.parts()
-    else:
-        parts = []
+    log_parts = [(key, width, "") for key, width in raw.metadata.get("obs_layout") or []] if raw is not None else []
+    env_parts = env.get_wrapper_attr("observation_parts")() if env.has_wrapper_attr("observation_parts") else []
+    env_keys = flattened_dict_keys(env)
+    if log_parts and env_keys is not None and [key for key, _, _ in log_parts] != list(env_keys):
+        raise ConfigError(
+            f"the log's observation keys {[key for key, _, _ in log_parts]} are not the env's {list(env_keys)} in "
+            "the same order; task.obs_keys sets the order for both"
+        )
+    parts = log_parts or env_parts
     if sum(width for _, width, _ in parts) != obs_dim:
         parts = [("observation", obs_dim, "")]
     if last_action_dim:

@@ -64,8 +64,7 @@ def _exported(path: Path):
     policy = load_policy(path)
     meta = policy.metadata
     cfg = meta["training_config"]
-    if cfg["task"].get("model"):  # a model-file task: register it in this process
-        config_lib.with_model_task(OmegaConf.create(cfg))
+    config_lib.with_task(OmegaConf.create(cfg))  # the task's model file, success test and observation order
     reward = resolve_reward(meta.get("reward", "env"), meta["env_id"], cfg["task"].get("reward_floor"))
     relabel = [lambda env: RelabelReward(env, reward)] if reward.relabels else []
     safety = SafetyConfig.from_dict(meta["safety"])

@@ -10,7 +10,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from sim.demonstrators import make_demonstrator
+from sim.demonstrators import ReachArmDemonstrator, make_demonstrator
 from sim.envs import make_env
 from sim.model_task import REACH_ARM, REACH_ARM_ID, ModelFileEnv, ModelTaskSpec, register_model_task, success_test
 from sim.rollout import rollout_episodes
@@ -47,6 +47,15 @@ def test_success_is_a_function_of_the_observation_and_matches_the_env():
     near[6:9], far[6:9] = goal + [0.015, 0, 0], goal + [0.025, 0, 0]
     np.testing.assert_array_equal(success_test(REACH_ARM)(np.stack([near, far])), [True, False])
     np.testing.assert_array_equal(success_function(REACH_ARM_ID)(np.stack([near, far])), [True, False])
+
+
+def test_a_task_that_terminates_on_success_ends_its_episodes_at_the_first_success():
+    env_id = register_model_task("ReachArmTerminating", dataclasses.replace(REACH_ARM, terminate_on_success=True))
+    env = make_env(env_id)
+    episodes = rollout_episodes(env, ReachArmDemonstrator(env, "expert", seed=0), 5, seed=0)
+    for ep in episodes:
+        assert ep.success and ep.terminations[-1] and ep.length < REACH_ARM.max_episode_steps
+        assert ep.rewards[:-1].sum() == 0 and ep.rewards[-1] == 1  # no success before the last step
 
 
 def test_the_example_arms_demonstrator_succeeds_by_quality():
