@@ -25,6 +25,7 @@ from robo_offline import config as C
 from robo_offline.training.checkpoint import load_checkpoint
 from robo_offline.workflows.finetune import finetune, online_run_config
 from robo_offline.workflows.pretrain import pretrain
+from robo_offline.workflows.report import write_report
 
 from _machine import machine
 
@@ -178,6 +179,10 @@ def main() -> None:
             print(f"{tag}: {results[method][-1]}" + (" (kept)" if kept else ""), flush=True)
     print_table(results, args)
     print(f"\ncurves: {plot(args)}")
+    online = [args.runs / f"{m}-s{seed}-online" for m in args.methods for seed in range(args.seeds)]
+    report_dir, table = write_report(online, out=args.runs / "report", metric=args.metric)
+    print(f"\nfinal {args.metric}, IQM and mean over seeds with 95% stratified-bootstrap CIs (rliable):\n{table}")
+    print(f"report: {report_dir / 'report.md'}")
 
 
 def print_table(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:

@@ -21,6 +21,7 @@ from robo_offline import config as C
 from robo_offline.workflows.context import run_reward
 from robo_offline.workflows.main_job import demo_summary
 from robo_offline.workflows.pretrain import pretrain
+from robo_offline.workflows.report import write_report
 
 from _machine import machine
 
@@ -148,6 +149,11 @@ def main() -> None:
     print("| data | policy | success % | return | normalised score |\n|---|---|---:|---:|---:|")
     for r in rows:
         print(f"| {r['data']} | {r['policy']} | {r['success_rate']} | {r['mean_return']} | {r['normalized_score']} |")
+    names = [args.dataset] if args.dataset else args.qualities
+    for name in names:  # the same finals, reported as reviewers trust them
+        dirs = [args.runs / f"{Path(name).stem}-{algo}-s{seed}" for algo in args.algos for seed in range(args.seeds)]
+        report_dir, table = write_report(dirs, out=args.runs / f"report-{Path(name).stem}")
+        print(f"\n{name}: final evaluation, IQM and mean over seeds, 95% stratified-bootstrap CIs (rliable)\n{table}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from robo_offline.training.checkpoint import CheckpointError, StorageError
 from robo_offline.training.interrupt import TrainingInterrupted
 from robo_offline.training.run_dir import RunDirError
 from robo_offline.training.trainer import NonFiniteLossError
+from robo_offline.workflows.report import METRICS as REPORT_METRICS
 from sim.behaviours import BEHAVIOURS
 from sim.model_limits import SafetyLimitError
 from sim.video import RenderError
@@ -128,6 +129,28 @@ def cmd_tiers(args: argparse.Namespace) -> int:
         )
     for tier, log in logs.items():
         print(f"{tier}: {log}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from robo_offline.workflows.report import write_report
+    from robo_offline.workflows.sweep import run_sweep
+
+    sweep_dir, errors = run_sweep(args.sweep_file, out=args.out, address=args.address, resume=args.resume)
+    for error in errors:
+        print(f"failed trial: {error}", file=sys.stderr)
+    report_dir, table = write_report([sweep_dir])
+    print(f"{table}\nsweep directory: {sweep_dir}\nreport: {report_dir / 'report.md'}")
+    if errors:
+        print(f"{len(errors)} trial(s) failed; rerun them with: robo-offline sweep --resume --out {sweep_dir}")
+    return 1 if errors else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from robo_offline.workflows.report import write_report
+
+    out, table = write_report(args.dirs, out=args.out, metric=args.metric, reps=args.reps)
+    print(f"{table}\nreport: {out / 'report.md'} (curves.png, profile.png)")
     return 0
 
 
@@ -250,6 +273,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="episode k is seeded SEED + k (default: the run's evaluation seeds)")
     p.add_argument("--video", help="render the episodes offscreen into this file (.mp4, .gif)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sweep", help="seeds and hyperparameter searches on Ray Tune (pip install robo-offline[sweep])")
+    p.add_argument("sweep_file", nargs="?", help="sweep YAML (see the README's Sweeps; not needed with --resume)")
+    p.add_argument("--out", help="sweep directory (default runs/sweeps/<name>; with --resume, the one to continue)")
+    p.add_argument("--address", help="join a running Ray cluster (e.g. auto or ray://host:10001) instead of local Ray")
+    p.add_argument("--resume", action="store_true", help="continue the sweep in --out: unfinished trials only")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="IQM and bootstrap CIs over seeds, curves and a performance profile")
+    p.add_argument("dirs", nargs="+", help="run directories or directories holding runs (e.g. a sweep)")
+    p.add_argument("--metric", help=f"eval.csv column (default: the first of {', '.join(REPORT_METRICS)} present)")
+    p.add_argument("--out", help="output directory (default DIR/report for the first DIR)")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
         "main", help="the main job on built-in demos: collect -> pretrain -> fine-tune -> export -> table"

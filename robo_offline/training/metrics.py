@@ -10,10 +10,25 @@ import contextlib
 import csv
 import io
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from robo_offline.training.checkpoint import StorageError, os_error_reason
+
+Listener = Callable[[str, int, dict[str, Any]], None]  # (stream, step, row)
+_LISTENERS: list[Listener] = []
+
+
+@contextlib.contextmanager
+def listening(listener: Listener) -> Iterator[None]:
+    """Call `listener` with every row any run in this process logs while the block runs (a sweep trial reports
+    its evaluations to Ray Tune this way, without the training loop knowing about Tune)."""
+    _LISTENERS.append(listener)
+    try:
+        yield
+    finally:
+        _LISTENERS.remove(listener)
 
 
 class MetricsLogger:
@@ -36,6 +51,8 @@ class MetricsLogger:
         csv.DictWriter(text, columns, extrasaction="ignore").writerow(row)
         _append(path, text.getvalue())
         self._columns[stream] = columns
+        for listener in list(_LISTENERS):
+            listener(stream, step, values)
         if self._tb is not None:
             for k, v in values.items():
                 if isinstance(v, (int, float)) and v is not None:
