@@ -334,15 +334,7 @@ REMOVED_KEYS = {"task.eval_envs": "evaluation runs its episodes one after anothe
 
 def load_saved(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     """Reload a run's saved config (for resume and export), optionally overriding fields."""
-    saved = _read_yaml(Path(path))
-    for key in REMOVED_KEYS:
-        section, name = key.rsplit(".", 1)
-        node = OmegaConf.select(saved, section)
-        if isinstance(node, DictConfig) and name in node:
-            node.pop(name)
-    train = OmegaConf.select(saved, "train")
-    if isinstance(train, DictConfig) and "bf16" in train:  # train.bf16 became train.precision: keep what it ran in
-        train.precision = "bf16" if train.pop("bf16") else "fp32"
+    saved = upgrade_saved(_read_yaml(Path(path)))
     schema = schema_for(OmegaConf.select(saved, "algo.name"))
     _, dotlist = _split_args(overrides)
     try:
@@ -351,6 +343,31 @@ def load_saved(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
         raise ConfigError(_explain(e)) from None
     validate(cfg)
     return with_task(cfg)
+
+
+# Task keys added after runs were saved without them: the built-in tasks held this knowledge in code then, so a
+# run saved before reads it from its task's YAML (configs/task/<task.name>.yaml), as it ran.
+ADDED_TASK_KEYS = ("success", "demos.demonstrator")
+
+
+def upgrade_saved(saved: DictConfig) -> DictConfig:
+    """A config saved by an older version, in today's schema: removed keys dropped, renamed keys renamed, added
+    task keys filled as the run had them."""
+    for key in REMOVED_KEYS:
+        section, name = key.rsplit(".", 1)
+        node = OmegaConf.select(saved, section)
+        if isinstance(node, DictConfig) and name in node:
+            node.pop(name)
+    train = OmegaConf.select(saved, "train")
+    if isinstance(train, DictConfig) and "bf16" in train:  # train.bf16 became train.precision: keep what it ran in
+        train.precision = "bf16" if train.pop("bf16") else "fp32"
+    task = OmegaConf.select(saved, "task")
+    builtin = _find_group_file("task", str(task.get("name"))) if isinstance(task, DictConfig) else None
+    if builtin is not None and OmegaConf.select(_read_yaml(builtin), "task.env_id") == task.get("env_id"):
+        for key in ADDED_TASK_KEYS:
+            if OmegaConf.select(task, key, default="missing") == "missing":
+                OmegaConf.update(task, key, OmegaConf.select(_read_yaml(builtin), f"task.{key}"), force_add=True)
+    return saved
 
 
 def with_task(cfg: DictConfig) -> DictConfig:

@@ -123,3 +123,18 @@ def test_the_task_config_of_an_env_id_is_found_by_its_env_id():
     assert C.task_config_for("Pusher-v5") == "pusher"
     assert C.task_config_for(REACH_ARM_ID) == "arm"
     assert C.task_config_for("InvertedPendulum-v5") is None
+
+
+def test_a_run_saved_before_task_hooks_existed_gets_its_tasks_success_and_demonstrator(tmp_path):
+    from sim.tasks import attach_task, success_function
+
+    saved = C.compose(["task=pusher", "task.reward=success"])
+    del saved.task.success
+    del saved.task.demos.demonstrator
+    OmegaConf.save(saved, tmp_path / "config.yaml")
+    assert "success:" not in (tmp_path / "config.yaml").read_text()
+    attach_task("Pusher-v5")  # what a process that never loaded Pusher's config knows: nothing
+    cfg = C.load_saved(tmp_path / "config.yaml")
+    assert cfg.task.success == "sim.tasks:pusher_successes"
+    assert cfg.task.demos.demonstrator == "sim.demonstrators.pusher:PusherDemonstrator"
+    assert success_function("Pusher-v5") is not None

@@ -64,7 +64,7 @@ def _exported(path: Path):
     policy = load_policy(path)
     meta = policy.metadata
     cfg = meta["training_config"]
-    config_lib.with_task(OmegaConf.create(cfg))  # the task's model file, success test and observation order
+    config_lib.with_task(config_lib.upgrade_saved(OmegaConf.create(cfg)))  # model file, success, observation order
     reward = resolve_reward(meta.get("reward", "env"), meta["env_id"], cfg["task"].get("reward_floor"))
     relabel = [lambda env: RelabelReward(env, reward)] if reward.relabels else []
     safety = SafetyConfig.from_dict(meta["safety"])
