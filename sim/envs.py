@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium as gym
 
 import sim.model_task  # noqa: F401  (registers the model-file tasks shipped with the project)
-from sim.tasks import apply_task_wrapper
+from sim.tasks import apply_task_wrapper, attach_hooks, task_hooks
 
 EnvWrapper = Callable[[gym.Env], gym.Env]
 VECTOR_MODES = ("sync", "async")
@@ -34,20 +34,24 @@ def make_vector_env(
     mode: str = "sync",
     wrappers: Sequence[EnvWrapper] = (),
     autoreset_mode: gym.vector.AutoresetMode | str = gym.vector.AutoresetMode.NEXT_STEP,
+    context: str | None = None,
     **kwargs: Any,
 ) -> gym.vector.VectorEnv:
     """`num_envs` copies of `env_id` (sub-env i seeded `seed + i`), each wrapped: task wrapper, then `wrappers`.
 
     `mode` "async" runs sub-envs in worker processes (worth it for slow simulators); `autoreset_mode` is
-    gymnasium's (NEXT_STEP by default; SAME_STEP puts the final observation in `info["final_obs"]`).
+    gymnasium's (NEXT_STEP by default; SAME_STEP puts the final observation in `info["final_obs"]`); `context`
+    the async workers' start method (e.g. "spawn"; the task knowledge attached here travels with them).
     """
     if mode not in VECTOR_MODES:
         raise ValueError(f"unknown vector mode {mode!r}; use one of {VECTOR_MODES}")
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     fns = [_env_factory(env_id, None if seed is None else seed + i, tuple(wrappers), kwargs) for i in range(num_envs)]
-    vector_cls = gym.vector.SyncVectorEnv if mode == "sync" else gym.vector.AsyncVectorEnv
-    envs = vector_cls(fns, autoreset_mode=autoreset_mode)
+    if mode == "sync":
+        envs = gym.vector.SyncVectorEnv(fns, autoreset_mode=autoreset_mode)
+    else:
+        envs = gym.vector.AsyncVectorEnv(fns, autoreset_mode=autoreset_mode, context=context)
     if seed is not None:
         envs.action_space.seed(seed)
     return envs
@@ -56,7 +60,10 @@ def make_vector_env(
 def _env_factory(
     env_id: str, seed: int | None, wrappers: tuple[EnvWrapper, ...], kwargs: dict[str, Any]
 ) -> Callable[[], gym.Env]:
+    hooks = task_hooks(env_id)  # what the parent's task config attached, carried into async worker processes
+
     def factory() -> gym.Env:
+        attach_hooks(env_id, hooks)
         env = make_env(env_id, **kwargs)
         for wrap in wrappers:
             env = wrap(env)

@@ -67,6 +67,11 @@ def attach_task(
         else demonstrator,
         obs_keys=tuple(obs_keys) if obs_keys is not None else None,
     )
+    return attach_hooks(env_id, hooks)
+
+
+def attach_hooks(env_id: str, hooks: TaskHooks) -> TaskHooks:
+    """Attach already-resolved hooks (what a vector env's worker process is handed by its parent)."""
     _ATTACHED[env_id] = hooks
     return hooks
 

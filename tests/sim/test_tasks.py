@@ -76,3 +76,19 @@ def test_pushers_knowledge_is_its_task_configs():
 def test_a_task_config_naming_what_cannot_be_imported_is_refused_naming_the_key(key, value):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         compose(["task=pusher", f"{key}={value}"])
+
+
+def test_async_vector_env_workers_get_the_parents_task_knowledge():
+    from sim.envs import make_vector_env
+
+    compose([*USER_TASK, "task.obs_keys=[observation,desired_goal,achieved_goal]"])
+    envs = make_vector_env(GOAL_ID, 2, seed=0, mode="async", context="spawn")  # fresh processes, nothing inherited
+    try:
+        obs, info = envs.reset(seed=0)
+        raw, _ = make_env(GOAL_ID).unwrapped.reset(seed=0)
+        np.testing.assert_allclose(
+            obs[0], np.concatenate([raw["observation"], raw["desired_goal"], raw["achieved_goal"]])
+        )
+        assert "is_success" in info
+    finally:
+        envs.close()
