@@ -1,12 +1,14 @@
-"""Offline scores: every algorithm on the built-in Pusher demos per quality level, several seeds, on the success task.
+"""Offline scores: every algorithm on a task's built-in demos per quality level, several seeds, on the success task.
 
     python benchmarks/offline_scores.py                                  # all algorithms, all levels, 3 seeds
+    python benchmarks/offline_scores.py --task arm                       # the example arm's demos
     python benchmarks/offline_scores.py --algos bc iql --qualities mixed --steps 20000
     python benchmarks/offline_scores.py --dataset hopper_medium.hdf5 --env-id Hopper-v5   # any D4RL-layout file
 
 Prints mean +- std (over seeds) of the final evaluation's success rate and return (in the run's reward:
 Pusher's success reward unless `task.reward=env` is passed; the normalised score only for the env
-reward), beside the behaviour that logged the data, and the machine it ran on. Runs go to `--runs`
+reward), beside the behaviour that logged the data, and the machine it ran on; then the same finals as
+IQM and mean with 95% stratified-bootstrap CIs (`robo-offline report`). Runs go to `--runs`
 (default runs/offline_scores). Not part of CI: minutes per run on a CPU.
 """
 
@@ -29,11 +31,12 @@ ALGOS = ["bc", "td3bc", "iql", "cql", "calql", "bcq"]
 QUALITIES = ["expert", "medium", "poor", "mixed"]
 
 
-def dataset_overrides(quality: str, data_dir: Path, noise: float) -> list[str]:
+def dataset_overrides(task: str, quality: str, data_dir: Path, noise: float) -> list[str]:
     levels = "[expert,medium,poor]" if quality == "mixed" else f"[{quality}]"
     suffix = f"-noise{noise:g}" if noise else ""
     return [
-        f"task.dataset={data_dir}/pusher-{quality}{suffix}",
+        f"task={task}",
+        f"task.dataset={data_dir}/{task}-{quality}{suffix}",
         f"task.demos.qualities={levels}",
         f"task.demos.action_noise={noise}",
     ]
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             )
         ]
         if args.dataset
-        else [(q, dataset_overrides(q, args.data_dir, args.action_noise)) for q in args.qualities]
+        else [(q, dataset_overrides(args.task, q, args.data_dir, args.action_noise)) for q in args.qualities]
     )
     for name, data_args in sources:
         for algo in args.algos:
@@ -132,6 +135,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algos", nargs="+", default=ALGOS)
+    p.add_argument("--task", default="pusher", help="task config with scripted demos (pusher, arm)")
     p.add_argument("--qualities", nargs="+", default=QUALITIES, choices=QUALITIES)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=10_000)
