@@ -49,7 +49,7 @@ class Asha:
 @dataclass
 class SweepSpec:
     name: str = "sweep"
-    command: str = "pretrain"  # pretrain | finetune (from `finetune.source=RUN` in overrides)
+    command: str = "pretrain"  # pretrain | finetune (from `finetune.source=RUN` in overrides or space)
     overrides: list[str] = field(default_factory=list)  # config overrides every trial shares
     # config key -> {grid: [..]} | {choice: [..]} | {uniform: [lo, hi]} | {loguniform: [lo, hi]}
     space: dict[str, Any] = field(default_factory=dict)
@@ -77,7 +77,8 @@ class SweepSpec:
                 _require(len(values) == 2 and values[0] < values[1], f"space.{key}.{kind}", "[low, high], low < high")
                 _require(kind == "uniform" or values[0] > 0, f"space.{key}.{kind}", "low must be > 0")
         if self.command == "finetune":
-            _require(any(o.startswith("finetune.source=") for o in self.overrides), "overrides", "finetune.source=RUN")
+            given = any(o.startswith("finetune.source=") for o in self.overrides) or "finetune.source" in self.space
+            _require(given, "overrides", "finetune.source=RUN (or finetune.source in space) for command finetune")
         return self
 
     def trial_count(self) -> int:

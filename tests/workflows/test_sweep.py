@@ -67,6 +67,23 @@ def test_a_trial_reports_every_evaluation_as_it_trains(tmp_path):
     assert [r["step"] for r in rows] == [20.0, 40.0, 40.0]
 
 
+def test_a_finetune_sweep_fine_tunes_the_source_run_once_per_trial(tmp_path):
+    from robo_offline import config as C
+    from robo_offline.workflows.pretrain import pretrain
+
+    source, _ = pretrain(C.compose(tiny_run(tmp_path / "demos", f"run_dir={tmp_path}/src", algo=("algo=iql",))))
+    ft = [f"finetune.source={source.run_dir}", "finetune.env_steps=20", "finetune.eval_every=10"]
+    spec = SweepSpec(command="finetune", overrides=ft, space={"algo.beta": {"grid": [1.0, 3.0]}}).validate()
+    rows: list[dict] = []
+    run_trial(spec, {"algo.beta": 3.0, "train.seed": 0}, tmp_path / "sweep", rows.append)
+    run = tmp_path / "sweep" / "beta=3,seed=0"
+    cfg = C.load_saved(run / "config.yaml")
+    assert cfg.finetune.source == str(source.run_dir) and cfg.algo.beta == 3.0
+    assert [r["step"] for r in rows] == [0.0, 10.0, 20.0] and _final_step(run) == 20  # 0: the offline policy
+    with pytest.raises(ConfigError, match="finetune.source"):
+        SweepSpec(command="finetune").validate()
+
+
 def test_a_killed_sweep_resumes_the_unfinished_trials_and_leaves_finished_ones_untouched(tmp_path):
     path = _sweep_file(tmp_path, "killed", 300, {"algo.expectile": {"grid": [0.7, 0.9]}}, max_concurrent=1)
     out = tmp_path / "sweep"
