@@ -24,7 +24,15 @@ from robo_offline.training.metrics import read_csv
 
 METRICS = ("success_rate", "normalized_score", "mean_return")  # the default: the first one the runs have
 # Keys that differ between seeds of one configuration, or say where rather than what: never a group's identity.
-NOT_CONFIGURATION = ("run_dir", "train.seed", "finetune.source", "train.progress", "train.device", "train.threads")
+NOT_CONFIGURATION = (
+    "run_dir",
+    "train.seed",
+    "finetune.seed",
+    "finetune.source",
+    "train.progress",
+    "train.device",
+    "train.threads",
+)
 CONFIDENCE = 0.95
 INSTALL_HINT = "robo-offline report needs rliable: pip install 'robo-offline[report]'"
 

@@ -129,7 +129,12 @@ def test_a_failing_trial_is_reported_and_the_others_finish(tmp_path, capsys):
 
 def _fake_run(path: Path, expectile: float, seed: int, finals: float) -> None:
     path.mkdir(parents=True)
-    config = {"algo": {"name": "iql", "expectile": expectile}, "train": {"seed": seed}, "run_dir": str(path)}
+    config = {
+        "algo": {"name": "iql", "expectile": expectile},
+        "train": {"seed": seed},
+        "finetune": {"seed": seed, "source": f"runs/offline-s{seed}"},  # per seed: not the configuration
+        "run_dir": str(path),
+    }
     OmegaConf.save(OmegaConf.create(config), path / "config.yaml")
     (path / "eval.csv").write_text(f"step,success_rate\n10,0.0\n20,{finals}\n")
 
