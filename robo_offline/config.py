@@ -86,7 +86,7 @@ class ModelTaskConfig:
     goal_radius: list[float] | None = None  # [min, max] norm of the random joints' positions
     success_sites: list[str] | None = None  # [site_a, site_b]: success when within success_radius
     success_radius: float = 0.02
-    terminate_on_success: bool = False  # end the episode (terminated) at the first success
+    termination: str = "never"  # never | success (at the first success) | module:function of observations
     reward: str = "success"  # success | neg_distance
 
 

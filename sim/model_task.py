@@ -5,8 +5,8 @@ order: `qpos` / `qvel` (all, or `qpos:joint_a,joint_b`), `site:NAME` / `body:NAM
 `sensordata`. Success is "site A within R of site B" (both sites must be observed, so success is a
 function of the observation and logs can be relabelled), the env reward is `success` (1 per step on
 success) or `neg_distance` (minus that distance), and the episode may end at the first success
-(`terminate_on_success`); a user's `module:function` success or reward comes from the task config
-(`task.success`, `task.reward`). At reset the arm's joints get uniform noise and the
+(`termination: success`) or where a user's `module:function` of observations says; a user's success or
+reward comes from the task config (`task.success`, `task.reward`). At reset the arm's joints get uniform noise and the
 spec's random joints (e.g. a goal's slide joints) a uniform draw in their range, redrawn until their
 vector's norm lies inside `goal_radius`.
 
@@ -44,7 +44,7 @@ class ModelTaskSpec:
     goal_radius: tuple[float, float] = (0.0, float("inf"))  # redraw until |random joints' qpos| is inside
     success_sites: tuple[str, str] | None = None  # success: these two sites within success_radius
     success_radius: float = 0.02
-    terminate_on_success: bool = False  # the episode ends (terminated) at the first success
+    termination: str = "never"  # never | success | module:function, (N, obs_dim) observations -> (N,) bools
     reward: str = "success"  # success | neg_distance (between the success sites)
 
     @classmethod
@@ -117,6 +117,7 @@ class ModelFileEnv(MujocoEnv):
                 self.layout.slice(f"site:{site}")  # success must be a function of the observation
         if self.task.reward not in REWARDS:
             raise ValueError(f"unknown model-task reward {self.task.reward!r}; use one of {REWARDS}")
+        self._terminates = _termination(self.task.termination)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         self.do_simulation(np.asarray(action, dtype=np.float64), self.frame_skip)
@@ -126,7 +127,7 @@ class ModelFileEnv(MujocoEnv):
         reward = float(success) if self.task.reward == "success" else -float(distance)
         if self.render_mode == "human":
             self.render()
-        terminated = success and self.task.terminate_on_success
+        terminated = bool(self._terminates(obs, success))
         return obs, reward, terminated, False, {"is_success": success, "distance": distance}
 
     def observation_parts(self) -> list[tuple[str, int, str]]:
@@ -162,6 +163,18 @@ class ModelFileEnv(MujocoEnv):
     def _get_reset_info(self) -> dict[str, Any]:
         distance = self.distance(self._get_obs())
         return {"is_success": bool(distance < self.task.success_radius), "distance": distance}
+
+
+def _termination(name: str) -> Callable[[np.ndarray, bool], bool]:
+    """(observation, success) -> whether the episode ends: never, at success, or a user's batched function."""
+    if name == "never":
+        return lambda obs, success: False
+    if name == "success":
+        return lambda obs, success: success
+    from sim.tasks import load_object
+
+    fn = load_object(name, "task.model.termination")
+    return lambda obs, success: bool(fn(np.asarray(obs)[None])[0])
 
 
 def success_test(spec: ModelTaskSpec) -> Callable[[np.ndarray], np.ndarray]:

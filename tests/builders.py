@@ -203,3 +203,10 @@ def write_minari_dict_log(
         )
     storage.update_episodes(buffers)
     return path
+
+
+def terminate_near_goal(obs: np.ndarray) -> np.ndarray:
+    """A model task's termination (`task.model.termination=builders:terminate_near_goal`): the example arm's
+    fingertip (observation 6:9) within 5 cm of the goal (9:12), looser than its 2 cm success."""
+    obs = np.asarray(obs)
+    return np.linalg.norm(obs[..., 6:9] - obs[..., 9:12], axis=-1) < 0.05

@@ -50,12 +50,22 @@ def test_success_is_a_function_of_the_observation_and_matches_the_env():
 
 
 def test_a_task_that_terminates_on_success_ends_its_episodes_at_the_first_success():
-    env_id = register_model_task("ReachArmTerminating", dataclasses.replace(REACH_ARM, terminate_on_success=True))
+    env_id = register_model_task("ReachArmTerminating", dataclasses.replace(REACH_ARM, termination="success"))
     env = make_env(env_id)
     episodes = rollout_episodes(env, ReachArmDemonstrator(env, "expert", seed=0), 5, seed=0)
     for ep in episodes:
         assert ep.success and ep.terminations[-1] and ep.length < REACH_ARM.max_episode_steps
         assert ep.rewards[:-1].sum() == 0 and ep.rewards[-1] == 1  # no success before the last step
+
+
+def test_a_users_termination_function_ends_the_episode_and_a_bad_one_fails_at_registration():
+    spec = dataclasses.replace(REACH_ARM, termination="builders:terminate_near_goal")
+    env = make_env(register_model_task("ReachArmUserTermination", spec))
+    episode = rollout_episodes(env, ReachArmDemonstrator(env, "expert", seed=0), 1, seed=0)[0]
+    distance = np.linalg.norm(episode.observations[:, 6:9] - episode.observations[:, 9:12], axis=-1)
+    assert episode.terminations[-1] and distance[-1] < 0.05 and (distance[:-1] >= 0.05).all()
+    with pytest.raises(ValueError, match="task.model.termination"):
+        register_model_task("ReachArmBadTermination", dataclasses.replace(REACH_ARM, termination="nowhere:fn"))
 
 
 def test_the_example_arms_demonstrator_succeeds_by_quality():
