@@ -27,6 +27,8 @@ import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
+from sim.module_paths import load_object
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 REWARDS = ("success", "neg_distance")
 
@@ -171,8 +173,6 @@ def _termination(name: str) -> Callable[[np.ndarray, bool], bool]:
         return lambda obs, success: False
     if name == "success":
         return lambda obs, success: success
-    from sim.tasks import load_object
-
     fn = load_object(name, "task.model.termination")
     return lambda obs, success: bool(fn(np.asarray(obs)[None])[0])
 

@@ -8,13 +8,14 @@ do. Model-file tasks (`sim.model_task`) carry their success test in their spec; 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
+
+from sim.module_paths import load_object
 
 SuccessFn = Callable[[np.ndarray], np.ndarray]  # (..., obs_dim) observations -> (...,) bools
 
@@ -39,17 +40,6 @@ class TaskHooks:
 
 
 _ATTACHED: dict[str, TaskHooks] = {}
-
-
-def load_object(path: str, key: str) -> Any:
-    """The object at `module:attr`; ValueError naming the config `key` when it cannot be imported."""
-    module, sep, attr = path.partition(":")
-    if not sep or not module or not attr:
-        raise ValueError(f"{key}={path!r} is not of the form module:name")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"{key}={path!r}: cannot import {attr!r} from {module!r} ({err})") from None
 
 
 def attach_task(
