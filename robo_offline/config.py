@@ -362,11 +362,14 @@ def upgrade_saved(saved: DictConfig) -> DictConfig:
     if isinstance(train, DictConfig) and "bf16" in train:  # train.bf16 became train.precision: keep what it ran in
         train.precision = "bf16" if train.pop("bf16") else "fp32"
     task = OmegaConf.select(saved, "task")
-    builtin = _find_group_file("task", str(task.get("name"))) if isinstance(task, DictConfig) else None
-    if builtin is not None and OmegaConf.select(_read_yaml(builtin), "task.env_id") == task.get("env_id"):
-        for key in ADDED_TASK_KEYS:
-            if OmegaConf.select(task, key, default="missing") == "missing":
-                OmegaConf.update(task, key, OmegaConf.select(_read_yaml(builtin), f"task.{key}"), force_add=True)
+    if not isinstance(task, DictConfig):
+        return saved
+    missing = [k for k in ADDED_TASK_KEYS if OmegaConf.select(task, k, default="missing") == "missing"]
+    path = _find_group_file("task", str(task.get("name"))) if missing else None
+    builtin = _read_yaml(path) if path is not None else None
+    if builtin is not None and OmegaConf.select(builtin, "task.env_id") == task.get("env_id"):
+        for key in missing:
+            OmegaConf.update(task, key, OmegaConf.select(builtin, f"task.{key}"), force_add=True)
     return saved
 
 

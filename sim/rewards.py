@@ -16,7 +16,6 @@ reference value): every per-step reward is at least `floor`, or None where nothi
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, SupportsFloat
@@ -24,6 +23,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
+from sim.module_paths import load_object
 from sim.tasks import success_function
 
 RewardFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -65,11 +65,7 @@ def resolve_reward(name: str, env_id: str, declared_floor: float | None = None) 
             )
         return RewardSpec("success", lambda obs, act, next_obs: is_success(next_obs).astype(np.float32), 0.0, True)
     if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            fn = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as err:
-            raise ValueError(f"task.reward={name!r}: cannot import {attr!r} from {module!r} ({err})") from None
+        fn = load_object(name, "task.reward")
         floor = getattr(fn, "reward_floor", declared_floor)
         return RewardSpec(name, fn, None if floor is None else float(floor), bool(getattr(fn, "sparse", False)))
     raise ValueError(f"task.reward={name!r} is not one of {KINDS} or module:function")
