@@ -32,6 +32,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    from robo_offline.workflows.context import seeds_of
     from robo_offline.workflows.pretrain import pretrain
 
     if args.resume:
@@ -39,7 +40,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     else:
         cfg = config_lib.compose(args.overrides, args.config)
     ctx, result = pretrain(cfg, resume=Path(args.resume) if args.resume else None)
-    _report(ctx.run_dir, result)
+    if isinstance(result, list):  # a seed batch: one run per seed
+        for seed, evaluation in zip(seeds_of(ctx.cfg), result):
+            _report(ctx.run_dir / f"seed_{seed}", evaluation)
+    else:
+        _report(ctx.run_dir, result)
     return 0
 
 

@@ -117,6 +117,9 @@ class TrainConfig:
     checkpoint_every: int = 5_000
     keep_checkpoints: bool = False  # keep every checkpoint as step_<n>.pt, not only last.pt
     seed: int = 0
+    # Pretraining only: seeds seed .. seed + seeds - 1 trained together as one batched model (algos/seed_batch.py),
+    # each written as its own run in <run_dir>/seed_<s>/; faster on a GPU, not on a CPU (benchmarks/seed_batching.py)
+    seeds: int = 1
     device: str = "auto"  # auto (cuda when present) | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     normalize_observations: bool = True
@@ -291,6 +294,7 @@ def validate(cfg: DictConfig) -> None:
     for key in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
         _check(tr[key] > 0, f"train.{key}", "must be > 0")
     _check(tr.threads >= 0, "train.threads", "must be >= 0")
+    _check(tr.seeds >= 1, "train.seeds", "must be >= 1")
     _check_choice(tr.precision, PRECISIONS, "train.precision")
     _check(tr.grad_clip is None or tr.grad_clip > 0, "train.grad_clip", "must be > 0 or null")
     _check(

@@ -210,3 +210,18 @@ def terminate_near_goal(obs: np.ndarray) -> np.ndarray:
     fingertip (observation 6:9) within 5 cm of the goal (9:12), looser than its 2 cm success."""
     obs = np.asarray(obs)
     return np.linalg.norm(obs[..., 6:9] - obs[..., 9:12], axis=-1) < 0.05
+
+
+OBS, ACT, BATCH = 5, 2, 32  # the algorithm tests' tiny problem
+
+
+def random_batch(g: torch.Generator) -> Batch:
+    """A random (BATCH, OBS / ACT) batch with some terminals and Monte-Carlo returns."""
+    return Batch(
+        observations=torch.randn(BATCH, OBS, generator=g),
+        actions=torch.rand(BATCH, ACT, generator=g) * 2 - 1,
+        rewards=torch.randn(BATCH, generator=g),
+        next_observations=torch.randn(BATCH, OBS, generator=g),
+        terminals=(torch.rand(BATCH, generator=g) < 0.05).float(),
+        mc_returns=torch.randn(BATCH, generator=g) * 3,
+    )

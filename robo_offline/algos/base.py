@@ -6,6 +6,7 @@ rule; the trainer owns sampling, logging, evaluation and checkpoints.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -25,7 +26,13 @@ class AlgoConfig:
 
 
 class Algorithm(nn.Module):
-    """Losses and update rule of one method, on normalised observations and actions in [-1, 1]."""
+    """Losses and update rule of one method, on normalised observations and actions in [-1, 1].
+
+    An update is a sequence of phases (`self.phase(losses_fn, *inputs)`): each computes losses from the
+    current parameters and steps their optimisers. Random draws come from `self.noise` outside the
+    phases and enter them as inputs, and parameters are read only inside phases: that is what lets a
+    `SeedBatch` run the same update for N seeds at once (`train.seeds`).
+    """
 
     config_class: ClassVar[type[AlgoConfig]] = AlgoConfig
     # Uses `batch.mc_returns` as a lower bound on the value (Cal-QL): runs refuse data where none is known.
@@ -40,6 +47,9 @@ class Algorithm(nn.Module):
         self.grad_clip: float | None = None
         self.total_steps: int = 1
         self.updates: int = 0  # host-side update counter for delays and warm-ups (no device sync); checkpointed
+        # A `seed_batch.SeedBatch` once `seed_batch.stack_seeds` has stacked N seeds (parameters lead with a seed
+        # dim); that module imports this one, so the attribute is typed loosely here.
+        self.seed_batch: Any = None
 
     def setup(self, total_steps: int, grad_clip: float | None = None) -> Algorithm:
         """Optimisers and schedulers for a run of `total_steps` updates (schedules such as IQL's cosine need
@@ -112,14 +122,36 @@ class Algorithm(nn.Module):
     def act(self, obs: Tensor) -> Tensor:
         return self.policy()(obs)
 
-    def step(self, name: str, loss: Tensor) -> None:
-        """Backward `loss` and step optimiser `name` (and its scheduler), clipping if configured."""
-        self.step_all({name: loss})
+    def forward(self, fn: Callable[..., Any], *inputs: Any) -> Any:
+        """`fn(*inputs)` for a method `fn` of this algorithm: the entry `torch.func.functional_call` needs
+        to run a phase with one seed's parameters swapped in (see `SeedBatch`)."""
+        return fn(*inputs)
+
+    def phase(self, losses_fn: Callable[..., tuple[dict[str, Tensor], Any]], *inputs: Any) -> Any:
+        """`losses_fn(*inputs) -> (losses by optimiser name, info)`; steps those optimisers, returns info.
+
+        With a seed batch the losses are computed for every seed at once (inputs and info then lead
+        with the seed dim) and their sum is stepped: each seed's parameters get their own gradient.
+        """
+        if self.seed_batch is None:
+            losses, info = losses_fn(*inputs)
+        else:
+            losses, info = self.seed_batch.run_phase(self, losses_fn, *inputs)
+        self.step_all(losses)
+        return info
+
+    def noise(self, *shape: int, uniform: bool = False) -> Tensor:
+        """Standard normal (or U[0, 1) with `uniform`) draws of `shape` for one update, on the algorithm's
+        device; a seed batch draws each seed's from that seed's generator, as its single run would."""
+        device = next(self.parameters()).device
+        if self.seed_batch is not None:
+            return self.seed_batch.noise(shape, uniform, device)
+        return torch.rand(shape, device=device) if uniform else torch.randn(shape, device=device)
 
     def step_all(self, losses: dict[str, Tensor]) -> None:
         """One backward through the sum of losses, then each named optimiser steps.
 
-        Valid when each loss reaches only its own optimiser's parameters (detach or `frozen`
+        Valid when each loss reaches only its own optimiser's parameters (detach or `frozen_call`
         elsewhere); one backward instead of several also lets `torch.compile` trace the update.
         """
         for name in losses:
@@ -129,7 +161,10 @@ class Algorithm(nn.Module):
             opt = self.optimizers[name]
             if self.grad_clip is not None:
                 params = [p for g in opt.param_groups for p in g["params"]]
-                nn.utils.clip_grad_norm_(params, self.grad_clip, foreach=True)
+                if self.seed_batch is None:
+                    nn.utils.clip_grad_norm_(params, self.grad_clip, foreach=True)
+                else:
+                    self.seed_batch.clip_grad_norm_(params, self.grad_clip)
             opt.step()
             if name in self.schedulers:
                 self.schedulers[name].step()

@@ -32,9 +32,11 @@ class BC(Algorithm):
         return self.cfg.lr
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
+        return self.phase(self._actor_loss, batch)
+
+    def _actor_loss(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         loss = nn.functional.mse_loss(self.actor(batch.observations), batch.actions)
-        self.step("actor", loss)
-        return {"actor_loss": loss.detach()}
+        return {"actor": loss}, {"actor_loss": loss.detach()}
 
     def policy(self) -> nn.Module:
         return self.actor

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from robo_offline.algos.base import AlgoConfig, Algorithm
-from robo_offline.algos.nets import ConditionalVAE, Critic, PerturbationActor, VAEDecoder, frozen, soft_update
+from robo_offline.algos.nets import ConditionalVAE, Critic, PerturbationActor, VAEDecoder, frozen_call, soft_update
 from robo_offline.data import Batch
 
 EVAL_LATENT_SEED = 0
@@ -116,35 +116,37 @@ class BCQ(Algorithm):
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         cfg = self.cfg
-        obs, act = batch.observations, batch.actions
-        recon, mu, log_std = self.vae(obs, act)
-        loss_vae = vae_loss(recon, act, mu, log_std, cfg.kl_weight)
-        self.step("vae", loss_vae)
-
-        with torch.no_grad():
-            n, b = cfg.n_candidates, obs.shape[0]
-            next_rep = batch.next_observations.repeat(n, 1)
-            candidates = self.actor_target(next_rep, self.vae.sample(next_rep))
-            q_next = soft_clipped_double_q(self.critic_target(next_rep, candidates).view(-1, n, b), cfg.lmbda)
-            td_target = batch.rewards + cfg.gamma * (1.0 - batch.terminals) * q_next
-        q = self.critic(obs, act)
-        critic_loss = (q - td_target).pow(2).mean(-1).sum()
-        self.step("critic", critic_loss)
-
-        with torch.no_grad():
-            sampled = self.vae.sample(obs)
-        perturbed = self.actor(obs, sampled)
-        with frozen(self.critic):
-            actor_loss = -self.critic(obs, perturbed)[0].mean()  # Q1, as the reference code
-        self.step("actor", actor_loss)
+        b, latent = batch.actions.shape[-2], self.vae.latent_dim
+        vae_loss_value = self.phase(self._vae_loss, batch, self.noise(b, latent))
+        info = self.phase(self._critic_loss, batch, self.noise(cfg.n_candidates * b, latent))
+        actor_loss = self.phase(self._actor_loss, batch, self.noise(b, latent))
         soft_update(self.critic_target, self.critic, cfg.tau)
         soft_update(self.actor_target, self.actor, cfg.tau)
-        return {
-            "vae_loss": loss_vae.detach(),
-            "critic_loss": critic_loss.detach(),
-            "actor_loss": actor_loss.detach(),
-            "q_data": q.detach().mean(),
-        }
+        return {"vae_loss": vae_loss_value, **info, "actor_loss": actor_loss}
+
+    def _vae_loss(self, batch: Batch, noise: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        recon, mu, log_std = self.vae(batch.observations, batch.actions, noise)
+        loss = vae_loss(recon, batch.actions, mu, log_std, self.cfg.kl_weight)
+        return {"vae": loss}, loss.detach()
+
+    def _critic_loss(self, batch: Batch, z: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        cfg = self.cfg
+        with torch.no_grad():
+            n, b = cfg.n_candidates, batch.observations.shape[0]
+            next_rep = batch.next_observations.repeat(n, 1)
+            candidates = self.actor_target(next_rep, self.vae.sample(next_rep, z))
+            q_next = soft_clipped_double_q(self.critic_target(next_rep, candidates).view(-1, n, b), cfg.lmbda)
+            td_target = batch.rewards + cfg.gamma * (1.0 - batch.terminals) * q_next
+        q = self.critic(batch.observations, batch.actions)
+        critic_loss = (q - td_target).pow(2).mean(-1).sum()
+        return {"critic": critic_loss}, {"critic_loss": critic_loss.detach(), "q_data": q.detach().mean()}
+
+    def _actor_loss(self, batch: Batch, z: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        obs = batch.observations
+        with torch.no_grad():
+            sampled = self.vae.sample(obs, z)
+        actor_loss = -frozen_call(self.critic, obs, self.actor(obs, sampled))[0].mean()  # Q1, as the reference code
+        return {"actor": actor_loss}, actor_loss.detach()
 
     def policy(self) -> nn.Module:
         """Deterministic: argmax-Q1 over the perturbed decodings of the fixed latent set (see module doc)."""

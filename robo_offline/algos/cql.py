@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from robo_offline.algos.nets import frozen, soft_update
+from robo_offline.algos.nets import frozen_call, soft_update
 from robo_offline.algos.sac import (
     SAC,
     SACConfig,
@@ -115,18 +115,32 @@ class CQL(SAC):
     # -- update -------------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, Tensor]:
         self.updates += 1
-        new_act, log_pi = self.actor.sample(batch.observations)
+        info = self.phase(self._losses, batch, self.update_noise(batch.actions.shape[-2]))
+        soft_update(self.critic_target, self.critic, self.cfg.tau)
+        return info
+
+    def update_noise(self, batch_size: int) -> dict[str, Tensor]:
+        """One update's random draws: the actor's sample at s, the N (+ backup) policy candidates at s and s'
+        in one draw, and the N uniform candidates (U[0, 1), mapped to [-1, 1] in the loss)."""
+        cfg, b, a = self.cfg, batch_size, self.act_dim
+        n_next = cfg.n_actions if cfg.max_target_backup else 1
+        return {
+            "actor": self.noise(b, a),
+            "candidates": self.noise(cfg.n_actions + n_next, 2 * b, a),
+            "uniform": self.noise(cfg.n_actions, b, a, uniform=True),
+        }
+
+    def _losses(self, batch: Batch, noise: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """All losses from the same parameters (as the official code); disjoint parameter sets, one step."""
+        new_act, log_pi = self.actor.sample(batch.observations, noise["actor"])
         alpha_loss = entropy_temperature_loss(self.log_alpha, log_pi, self.target_entropy)
         alpha = self.log_alpha.detach().exp()
-        # All losses from the same parameters (as the official code), then the steps.
         actor_loss = self._actor_loss(batch, new_act, log_pi, alpha)
-        critic_loss, alpha_prime_loss, info = self._critic_loss(batch, alpha)
+        critic_loss, alpha_prime_loss, info = self._critic_loss(batch, alpha, noise)
         losses = {"alpha": alpha_loss, "actor": actor_loss, "critic": critic_loss}
         if self.cfg.lagrange:
             losses["alpha_prime"] = alpha_prime_loss
-        self.step_all(losses)  # disjoint parameter sets: one backward, then each optimiser steps
-        soft_update(self.critic_target, self.critic, self.cfg.tau)
-        return {
+        return losses, {
             "critic_loss": critic_loss.detach(),
             "actor_loss": actor_loss.detach(),
             "alpha_loss": alpha_loss.detach(),
@@ -139,23 +153,23 @@ class CQL(SAC):
     def _actor_loss(self, batch: Batch, new_act: Tensor, log_pi: Tensor, alpha: Tensor) -> Tensor:
         if self.updates <= self.cfg.bc_steps:
             return sac_actor_loss(alpha, log_pi, self.actor.log_prob(batch.observations, batch.actions))
-        with frozen(self.critic):  # gradients to the actor only
-            q_pi = self.critic(batch.observations, new_act).min(0).values
+        q_pi = frozen_call(self.critic, batch.observations, new_act).min(0).values  # gradients to the actor only
         return sac_actor_loss(alpha, log_pi, q_pi)
 
-    def _critic_loss(self, batch: Batch, alpha: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    def _critic_loss(
+        self, batch: Batch, alpha: Tensor, noise: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         cfg = self.cfg
         obs, next_obs = batch.observations, batch.next_observations
         b, n = obs.shape[0], cfg.n_actions
-        n_next = n if cfg.max_target_backup else 1
         with torch.no_grad():
             # One actor forward for the 2B distinct states; n + n_next draws each: CQL candidates at
             # s and at s' (first n), backup actions at s' (last n_next; the s rows of those go unused).
-            acts, log_pis = self.actor.sample_n(torch.cat([obs, next_obs]), n + n_next)
+            acts, log_pis = self.actor.sample_n(torch.cat([obs, next_obs]), noise["candidates"])
             cql_act = torch.cat([acts[:n, :b], acts[:n, b:]])  # (2N, B, A): pi(.|s), then pi(.|s')
             cql_log_pi = torch.cat([log_pis[:n, :b], log_pis[:n, b:]])
             td_target = self._td_target(batch, acts[n:, b:], log_pis[n:, b:], alpha)
-            rand_act = torch.empty(n, b, self.act_dim, device=obs.device, dtype=obs.dtype).uniform_(-1.0, 1.0)
+            rand_act = noise["uniform"] * 2.0 - 1.0
         # One critic call for every Q(s, .): data, uniform, pi(.|s) and pi(.|s') actions, (C, 3N + 1, B).
         q = self.critic.many(obs, torch.cat([batch.actions.unsqueeze(0), rand_act, cql_act]))
         q_data = q[:, 0]

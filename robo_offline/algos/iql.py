@@ -102,29 +102,30 @@ class IQL(ActorCritic):
         return (1.0, -1.0) if norm == "antmaze" else (1.0, 0.0)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
+        q_target, value_loss = self.phase(self._value_loss, batch)
+        info = self.phase(self._actor_critic_losses, batch, q_target)
+        soft_update(self.critic_target, self.critic, self.cfg.tau)
+        return {"value_loss": value_loss, **info}
+
+    def _value_loss(self, batch: Batch) -> tuple[dict[str, Tensor], tuple[Tensor, Tensor]]:
+        with torch.no_grad():
+            q_target = self.critic_target(batch.observations, batch.actions).min(0).values
+        value_loss = expectile_loss(q_target - self.value(batch.observations), self.cfg.expectile)
+        return {"value": value_loss}, (q_target, value_loss.detach())
+
+    def _actor_critic_losses(self, batch: Batch, q_target: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Both with the V just updated; the critic's loss does not reach the actor, so one step serves both."""
         cfg = self.cfg
         obs, act = batch.observations, batch.actions
-        with torch.no_grad():
-            q_target = self.critic_target(obs, act).min(0).values
-
-        value_loss = expectile_loss(q_target - self.value(obs), cfg.expectile)
-        self.step("value", value_loss)
-
         with torch.no_grad():
             v, next_v = self.value(torch.cat([obs, batch.next_observations])).chunk(2)
             adv = q_target - v
             weights = awr_weights(adv, cfg.beta, cfg.max_weight)
             td_target = batch.rewards + cfg.gamma * (1.0 - batch.terminals) * next_v
-
         actor_loss = weighted_nll(self.actor.log_prob(obs, act), weights)
-        self.step("actor", actor_loss)
-
         q = self.critic(obs, act)
         critic_loss = (q - td_target).pow(2).mean(-1).sum()  # sum of per-critic MSEs, as the paper's code
-        self.step("critic", critic_loss)
-        soft_update(self.critic_target, self.critic, cfg.tau)
-        return {
-            "value_loss": value_loss.detach(),
+        return {"actor": actor_loss, "critic": critic_loss}, {
             "actor_loss": actor_loss.detach(),
             "critic_loss": critic_loss.detach(),
             "q_mean": q.detach().mean(),

@@ -10,9 +10,8 @@ the matmuls run in bf16, and targets, log-probabilities, logsumexps and losses s
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -151,10 +150,12 @@ class FixedStdGaussianActor(nn.Module):
     def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
         return self.distribution(obs).log_prob(act).sum(-1)
 
-    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        """Exploration sample (online fine-tuning), clipped to the action box, and its log-probability."""
+    def sample(self, obs: Tensor, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Exploration sample (online fine-tuning), clipped to the action box, and its log-probability;
+        `noise` (standard normal, (B, act_dim)) is drawn here when not given."""
         dist = self.distribution(obs)
-        act = dist.rsample()
+        noise = torch.randn_like(dist.mean) if noise is None else noise
+        act = dist.mean + dist.stddev * noise
         return act.clamp(-1.0, 1.0), dist.log_prob(act).sum(-1)
 
     def forward(self, obs: Tensor) -> Tensor:
@@ -186,15 +187,17 @@ class TanhGaussianActor(nn.Module):
             log_std = self.log_std_multiplier * log_std + self.log_std_offset
         return mu, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        """Reparameterised sample and its log-probability (tanh change of variables)."""
+    def sample(self, obs: Tensor, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Reparameterised sample and its log-probability (tanh change of variables); `noise` is the
+        standard normal draw, (B, act_dim), made here when not given."""
         mu, log_std = self.heads(obs)
-        return _squashed_sample(mu, log_std, mu.shape)
+        return _squashed_sample(mu, log_std, torch.randn_like(mu) if noise is None else noise)
 
-    def sample_n(self, obs: Tensor, n: int) -> tuple[Tensor, Tensor]:
-        """n samples per state from one forward pass: actions (n, B, act_dim), log-probs (n, B)."""
+    def sample_n(self, obs: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+        """n samples per state from one forward pass, for standard normal `noise` (n, B, act_dim):
+        actions (n, B, act_dim), log-probs (n, B)."""
         mu, log_std = self.heads(obs)
-        return _squashed_sample(mu, log_std, (n, *mu.shape))
+        return _squashed_sample(mu, log_std, noise)
 
     def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
         """Log-probability of given actions in [-1, 1] (clipped to +-LOGGED_ACTION_CLIP)."""
@@ -209,10 +212,9 @@ class TanhGaussianActor(nn.Module):
         return torch.tanh(self.net(obs).float().chunk(2, dim=-1)[0])
 
 
-def _squashed_sample(mu: Tensor, log_std: Tensor, shape: Sequence[int]) -> tuple[Tensor, Tensor]:
-    """tanh(u), u ~ N(mu, exp(log_std)) drawn in `shape` (broadcast over leading dims), with log-probs."""
+def _squashed_sample(mu: Tensor, log_std: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+    """tanh(u), u = mu + exp(log_std) * noise (noise broadcast over leading dims), with log-probs."""
     std = log_std.exp()
-    noise = torch.randn(shape, dtype=mu.dtype, device=mu.device)
     u = mu + std * noise
     # Gaussian log-density from the noise directly (no Normal object), then log(1 - tanh(u)^2) stably.
     log_prob = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -246,21 +248,15 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
         torch._foreach_lerp_(t, list(source.parameters()), tau)
 
 
-@contextlib.contextmanager
-def frozen(module: nn.Module) -> Iterator[None]:
-    """Build graphs through `module` without gradients for its parameters.
+def frozen_call(module: nn.Module, *args: Tensor) -> Tensor:
+    """`module(*args)` with its parameters detached: gradients reach the inputs only.
 
-    For actor losses that backpropagate through a critic: the critic's parameter gradients
-    would be computed and then discarded by its own optimiser's zero_grad.
+    For actor losses that backpropagate through a critic: the critic's parameter gradients would be
+    computed and then discarded by its own optimiser's zero_grad. Functional (no requires_grad
+    toggling), so it also runs inside a seed batch's vmap.
     """
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return torch.func.functional_call(module, params, args)
 
 
 class VAEDecoder(nn.Module):
@@ -295,15 +291,15 @@ class ConditionalVAE(nn.Module):
         mu, log_std = self.encoder(torch.cat([obs, act], dim=-1)).float().chunk(2, dim=-1)
         return mu, log_std.clamp(-4.0, 15.0)  # BCQ's clamp: keeps exp(log_std) finite
 
-    def forward(self, obs: Tensor, act: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Reconstruction through a reparameterised posterior sample: (recon, mu, log_std)."""
+    def forward(self, obs: Tensor, act: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Reconstruction through the reparameterised posterior sample mu + std * noise (standard normal
+        `noise`, (B, latent_dim)): (recon, mu, log_std)."""
         mu, log_std = self.encode(obs, act)
-        z = mu + log_std.exp() * torch.randn_like(mu)
-        return self.decoder(obs, z), mu, log_std
+        return self.decoder(obs, mu + log_std.exp() * noise), mu, log_std
 
-    def sample(self, obs: Tensor) -> Tensor:
-        """Actions from the prior, clipped to the latent box BCQ trusts ([-0.5, 0.5] by default)."""
-        z = torch.randn(obs.shape[0], self.latent_dim, device=obs.device, dtype=obs.dtype)
+    def sample(self, obs: Tensor, z: Tensor) -> Tensor:
+        """Actions from prior latents `z` (standard normal, (B, latent_dim)), clipped to the latent box BCQ
+        trusts ([-0.5, 0.5] by default)."""
         return self.decoder(obs, z.clamp(-self.latent_clip, self.latent_clip))
 
 

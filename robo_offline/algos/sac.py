@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from robo_offline.algos.base import ActorCritic, AlgoConfig
-from robo_offline.algos.nets import Critic, TanhGaussianActor, frozen, official_init_, soft_update
+from robo_offline.algos.nets import Critic, TanhGaussianActor, frozen_call, official_init_, soft_update
 from robo_offline.data import Batch
 
 
@@ -70,20 +70,23 @@ class SAC(ActorCritic):
         self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
+        shape = batch.actions.shape[-2:]
+        info = self.phase(self._losses, batch, self.noise(*shape), self.noise(*shape))
+        soft_update(self.critic_target, self.critic, self.cfg.tau)
+        return info
+
+    def _losses(self, batch: Batch, next_noise: Tensor, noise: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         alpha = self.log_alpha.detach().exp()
         with torch.no_grad():
-            next_act, next_log_pi = self.actor.sample(batch.next_observations)
+            next_act, next_log_pi = self.actor.sample(batch.next_observations, next_noise)
             q_next = self.critic_target(batch.next_observations, next_act).min(0).values
             target = soft_td_target(batch.rewards, batch.terminals, q_next, next_log_pi, alpha, self.cfg.gamma)
         q = self.critic(batch.observations, batch.actions)
         critic_loss = (q - target).pow(2).mean(-1).sum()
-        new_act, log_pi = self.actor.sample(batch.observations)
-        with frozen(self.critic):
-            actor_loss = sac_actor_loss(alpha, log_pi, self.critic(batch.observations, new_act).min(0).values)
+        new_act, log_pi = self.actor.sample(batch.observations, noise)
+        actor_loss = sac_actor_loss(alpha, log_pi, frozen_call(self.critic, batch.observations, new_act).min(0).values)
         alpha_loss = entropy_temperature_loss(self.log_alpha, log_pi, self.target_entropy)
-        self.step_all({"critic": critic_loss, "actor": actor_loss, "alpha": alpha_loss})
-        soft_update(self.critic_target, self.critic, self.cfg.tau)
-        return {
+        return {"critic": critic_loss, "actor": actor_loss, "alpha": alpha_loss}, {
             "critic_loss": critic_loss.detach(),
             "actor_loss": actor_loss.detach(),
             "alpha_loss": alpha_loss.detach(),

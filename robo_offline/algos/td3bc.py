@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from robo_offline.algos.base import AlgoConfig, Algorithm
-from robo_offline.algos.nets import Critic, DeterministicActor, frozen, soft_update
+from robo_offline.algos.nets import Critic, DeterministicActor, frozen_call, soft_update
 from robo_offline.data import Batch
 
 
@@ -34,10 +34,10 @@ class TD3BCConfig(AlgoConfig):
     n_critics: int = 2
 
 
-def smoothed_target_action(target_action: Tensor, noise_std: float, noise_clip: float) -> Tensor:
-    """TD3's target policy smoothing: clipped Gaussian noise, then back into [-1, 1]."""
-    noise = (torch.randn_like(target_action) * noise_std).clamp(-noise_clip, noise_clip)
-    return (target_action + noise).clamp(-1.0, 1.0)
+def smoothed_target_action(target_action: Tensor, noise: Tensor, noise_std: float, noise_clip: float) -> Tensor:
+    """TD3's target policy smoothing: standard normal `noise` scaled by `noise_std` and clipped, then back
+    into [-1, 1]."""
+    return (target_action + (noise * noise_std).clamp(-noise_clip, noise_clip)).clamp(-1.0, 1.0)
 
 
 def td3bc_actor_loss(q: Tensor, pi: Tensor, act: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
@@ -62,32 +62,35 @@ class TD3BC(Algorithm):
         self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.critic_lr)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
-        cfg = self.cfg
         self.updates += 1
-        obs = batch.observations
+        noise = self.noise(*batch.actions.shape[-2:])
+        info = self.phase(self._critic_loss, batch, noise)
+        if self.updates % self.cfg.policy_delay == 0:
+            self._last_actor = self.phase(self._actor_loss, batch)
+            soft_update(self.critic_target, self.critic, self.cfg.tau)
+            soft_update(self.actor_target, self.actor, self.cfg.tau)
+        elif not self._last_actor:  # same keys every step for the trainer's loss watch
+            zero = torch.zeros_like(info["critic_loss"])
+            self._last_actor = {"actor_loss": zero, "lambda": zero}
+        return {**info, **self._last_actor}
+
+    def _critic_loss(self, batch: Batch, noise: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        cfg = self.cfg
         with torch.no_grad():
             next_act = smoothed_target_action(
-                self.actor_target(batch.next_observations), cfg.policy_noise, cfg.noise_clip
+                self.actor_target(batch.next_observations), noise, cfg.policy_noise, cfg.noise_clip
             )
             q_next = self.critic_target(batch.next_observations, next_act).min(0).values
             td_target = batch.rewards + cfg.gamma * (1.0 - batch.terminals) * q_next
-        q = self.critic(obs, batch.actions)
+        q = self.critic(batch.observations, batch.actions)
         critic_loss = (q - td_target).pow(2).mean(-1).sum()
-        self.step("critic", critic_loss)
+        return {"critic": critic_loss}, {"critic_loss": critic_loss.detach(), "q_data": q.detach().mean()}
 
-        if self.updates % cfg.policy_delay == 0:
-            pi = self.actor(obs)
-            with frozen(self.critic):
-                q_pi = self.critic(obs, pi)[0]  # Q1, as TD3
-            actor_loss, lam = td3bc_actor_loss(q_pi, pi, batch.actions, cfg.alpha)
-            self.step("actor", actor_loss)
-            soft_update(self.critic_target, self.critic, cfg.tau)
-            soft_update(self.actor_target, self.actor, cfg.tau)
-            self._last_actor = {"actor_loss": actor_loss.detach(), "lambda": lam}
-        elif not self._last_actor:  # same keys every step for the trainer's loss watch
-            zero = critic_loss.new_zeros(())
-            self._last_actor = {"actor_loss": zero, "lambda": zero}
-        return {"critic_loss": critic_loss.detach(), "q_data": q.detach().mean(), **self._last_actor}
+    def _actor_loss(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        pi = self.actor(batch.observations)
+        q_pi = frozen_call(self.critic, batch.observations, pi)[0]  # Q1, as TD3
+        actor_loss, lam = td3bc_actor_loss(q_pi, pi, batch.actions, self.cfg.alpha)
+        return {"actor": actor_loss}, {"actor_loss": actor_loss.detach(), "lambda": lam}
 
     def policy(self) -> nn.Module:
         return self.actor

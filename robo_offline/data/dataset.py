@@ -178,16 +178,20 @@ class TransitionDataset:
         """
         return self.gather(torch.randint(self.n_transitions, (batch_size,), device=self.device, generator=generator))
 
-    def gather(self, index: Tensor) -> Batch:
-        """The rows at `index` (a device tensor) as a batch."""
-        return Batch(
-            self.observations.index_select(0, index),
-            self.actions.index_select(0, index),
-            self.rewards.index_select(0, index),
-            self.next_observations.index_select(0, index),
-            self.terminals.index_select(0, index),
-            self.mc_returns.index_select(0, index),
+    def sample_seeds(self, batch_size: int, generators: Sequence[torch.Generator]) -> Batch:
+        """One minibatch per seed of a seed batch, each drawn from its own generator exactly as `sample` draws
+        it: fields lead with the seed dim, (S, B, ...)."""
+        index = torch.stack(
+            [torch.randint(self.n_transitions, (batch_size,), device=self.device, generator=g) for g in generators]
         )
+        return self.gather(index)
+
+    def gather(self, index: Tensor) -> Batch:
+        """The rows at `index` (a device tensor of any shape) as a batch whose fields lead with that shape."""
+        flat = index.reshape(-1)
+        fields = (self.observations, self.actions, self.rewards, self.next_observations, self.terminals)
+        rows = [f.index_select(0, flat) for f in (*fields, self.mc_returns)]
+        return Batch(*(r.view(*index.shape, *r.shape[1:]) for r in rows))
 
     def observation_stats(self, eps: float = 1e-3) -> tuple[Tensor, Tensor]:
         """Per-dimension mean and std of observations (std floored at `eps` so constant dims stay finite)."""

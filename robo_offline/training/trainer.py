@@ -46,7 +46,8 @@ class LossWatch:
     def observe(self, step: int, losses: dict[str, Tensor]) -> None:
         if not self.names:
             self.names = list(losses)
-        bad = ~torch.isfinite(torch.stack([v.float() for v in losses.values()]))
+        # per loss, over every seed of a seed batch
+        bad = ~torch.isfinite(torch.stack([v.float().reshape(-1) for v in losses.values()])).all(-1)
         new = (self.first_bad < 0) & bad.any()
         self.first_bad = torch.where(new, step, self.first_bad)
         self.bad = bad if self.bad is None else torch.where(new, bad, self.bad)
@@ -127,20 +128,21 @@ class Trainer:
         self.last_eval: dict[str, Any] = {}
         self.precision: Precision = resolve_precision(cfg.precision, self.device)
 
-    def fit(self, start_step: int = 0) -> dict[str, Any]:
-        """Train from `start_step` to `cfg.steps`; on SIGINT/SIGTERM checkpoint and raise TrainingInterrupted."""
+    def fit(self, start_step: int = 0) -> Any:
+        """Train from `start_step` to `cfg.steps`; on SIGINT/SIGTERM checkpoint and raise TrainingInterrupted.
+        Returns the last evaluation's metrics."""
         with _denormals_flushed(self.cfg.flush_denormal and self.device.type == "cpu"), stop_on_signals() as stop:
             try:
                 self._fit(start_step, stop)
             finally:
-                self.metrics.close()
-        plot_learning_curves(self.run_dir)
+                self._close()
+        self._plot()
         return self.last_eval
 
     def _fit(self, start_step: int, stop: StopRequest) -> None:
         cfg, watch, sums = self.cfg, LossWatch(self.device), self.loss_sums
         autocast = self.precision.autocast(self.device)
-        (self.run_dir / PRECISION_FILE).write_text(self.precision.describe() + "\n")
+        self._write_precision()
         tqdm.write(f"precision: {self.precision.describe()}")
         bar = tqdm(
             range(start_step + 1, cfg.steps + 1),
@@ -163,23 +165,42 @@ class Trainer:
                     sums[k] = sums[k] + v if k in sums else v.clone()
                 if step % cfg.log_every == 0:
                     watch.check(self.last_checkpoint)
-                    row = {k: float(v) / cfg.log_every for k, v in sums.items()} | (extra or {})
                     now = time.perf_counter()
-                    row["updates_per_s"] = cfg.log_every / (now - last_log)  # includes collection and eval
+                    row = self._log_train(step, extra or {}, cfg.log_every / (now - last_log))
                     sums.clear()
                     last_log = now
-                    self.metrics.log("train", step, row)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in list(row.items())[:3]}, refresh=False)
                 if self.evaluate is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
                     watch.check(self.last_checkpoint)
-                    self.last_eval = self.evaluate(step)
-                    self.metrics.log("eval", step, self.last_eval)
-                    bar.write(f"step {step}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.last_eval.items()))
+                    self.last_eval = self._evaluate(step)
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop.signame:
                     watch.check(self.last_checkpoint)
                     self.save(step)
                 if stop.signame:
                     raise TrainingInterrupted(stop.signame, step, self.checkpoint_path)
+
+    # -- what a run writes (one run here; `SeedBatchTrainer` writes one per seed) ------------------
+    def _write_precision(self) -> None:
+        (self.run_dir / PRECISION_FILE).write_text(self.precision.describe() + "\n")
+
+    def _log_train(self, step: int, extra: dict[str, Any], updates_per_s: float) -> dict[str, Any]:
+        """Log the mean losses since the last row; returns the row (for the progress bar)."""
+        row = {k: float(v) / self.cfg.log_every for k, v in self.loss_sums.items()} | extra
+        row["updates_per_s"] = updates_per_s  # includes collection and eval
+        self.metrics.log("train", step, row)
+        return row
+
+    def _evaluate(self, step: int) -> Any:
+        metrics = self.evaluate(step)
+        self.metrics.log("eval", step, metrics)
+        tqdm.write(f"step {step}: " + ", ".join(f"{k}={format_metric(v)}" for k, v in metrics.items()))
+        return metrics
+
+    def _close(self) -> None:
+        self.metrics.close()
+
+    def _plot(self) -> None:
+        plot_learning_curves(self.run_dir)
 
     def resume(self) -> int:
         """Restore the last checkpoint (algorithm, RNG states, run-specific state); returns its step."""
@@ -238,5 +259,6 @@ def _compiled(update: Callable[[Batch], dict[str, Tensor]]) -> Callable[[Batch],
     return torch.compile(update)
 
 
-def _fmt(v: Any) -> str:
+def format_metric(v: Any) -> str:
+    """A metric for the progress line: floats to 3 decimals."""
     return f"{v:.3f}" if isinstance(v, float) else str(v)

@@ -19,6 +19,7 @@ from deploy.policy_module import EnvPolicy
 from deploy.units import EnvUnits
 from robo_offline import config as config_lib
 from robo_offline.algos import Algorithm, algorithm_class
+from robo_offline.algos.seed_batch import stack_seeds
 from robo_offline.config import ConfigError
 from robo_offline.data import TransitionDataset, load_dataset
 from robo_offline.datagen.builtin import ensure_task_data
@@ -205,7 +206,7 @@ def build_context(cfg: DictConfig, total_steps: int, with_data: bool = True) -> 
     raw = load_task_dataset(cfg, env) if with_data else None
     layout = observation_layout(raw, env, act_dim if last_action else 0)
     env.close()
-    algo = algorithm_class(cfg.algo.name)(config_lib.to_object(cfg).algo, obs_dim, act_dim)
+    algo = build_algorithm(cfg, obs_dim, act_dim, device)
     units = EnvUnits.identity(obs_dim, low, high)
     data = None
     if raw is not None:
@@ -223,6 +224,25 @@ def build_context(cfg: DictConfig, total_steps: int, with_data: bool = True) -> 
             )
     algo.to(device).setup(total_steps, train.grad_clip)
     return RunContext(cfg, None, device, data, raw, algo, units.to(device), reward, last_action, layout)
+
+
+def seeds_of(cfg: DictConfig) -> list[int]:
+    """The seeds a run trains: `train.seed` and, for a seed batch, the `train.seeds - 1` after it."""
+    return list(range(cfg.train.seed, cfg.train.seed + cfg.train.seeds))
+
+
+def build_algorithm(cfg: DictConfig, obs_dim: int, act_dim: int, device: torch.device) -> Algorithm:
+    """The run's algorithm, initialised from `torch.manual_seed(train.seed)`; with `train.seeds > 1` the seeds'
+    networks stacked into one model (`algos.seed_batch`), each initialised as its single run would be."""
+    algo_cfg = config_lib.to_object(cfg).algo
+
+    def build() -> Algorithm:
+        return algorithm_class(cfg.algo.name)(algo_cfg, obs_dim, act_dim)
+
+    if cfg.train.seeds > 1:
+        return stack_seeds(build, seeds_of(cfg), device)
+    torch.manual_seed(cfg.train.seed)
+    return build()
 
 
 def observation_layout(raw: TransitionDataset | None, env, last_action_dim: int) -> list[dict]:

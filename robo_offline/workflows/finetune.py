@@ -44,6 +44,12 @@ def online_run_config(source_dir: Path, overrides: list[str]) -> DictConfig:
 def finetune(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, dict[str, Any]]:
     """Fine-tune `cfg.finetune.source`'s policy online; resume from a fine-tuning run dir if given."""
     ft = cfg.finetune
+    if cfg.train.seeds > 1:
+        where = f"{ft.source} is a seed batch; " if ft.source else ""
+        raise ConfigError(
+            f"{where}train.seeds applies to pretraining only: fine-tune one seed's run at a time "
+            "(<run_dir>/seed_<s>), or set train.seeds=1"
+        )
     cfg = _with_online_alpha(cfg)
     updates = ft.env_steps * ft.utd_ratio
     ctx = build_context(cfg, total_steps=updates, with_data=bool(ft.source))

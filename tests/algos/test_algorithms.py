@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 import torch
+from builders import ACT, OBS, random_batch
 from torch import Tensor
 
 from robo_offline.algos import Algorithm, algorithm_class
-from robo_offline.data import Batch
 
 torch.set_num_threads(1)
-OBS, ACT, BATCH, STEPS = 5, 2, 32, 201  # odd STEPS: the resume lands between TD3+BC's delayed updates
-
+STEPS = 201  # odd: the resume lands between TD3+BC's delayed updates
 CASES: list[tuple[str, dict[str, Any]]] = [
     ("bc", {}),
     ("iql", {}),
@@ -34,17 +33,6 @@ def make(name: str, seed: int, **overrides: Any) -> Algorithm:
     torch.manual_seed(seed)
     cls = algorithm_class(name)
     return cls(cls.config_class(hidden_dims=[32, 32], **overrides), OBS, ACT).setup(total_steps=STEPS + 10)
-
-
-def random_batch(g: torch.Generator) -> Batch:
-    return Batch(
-        observations=torch.randn(BATCH, OBS, generator=g),
-        actions=torch.rand(BATCH, ACT, generator=g) * 2 - 1,
-        rewards=torch.randn(BATCH, generator=g),
-        next_observations=torch.randn(BATCH, OBS, generator=g),
-        terminals=(torch.rand(BATCH, generator=g) < 0.05).float(),
-        mc_returns=torch.randn(BATCH, generator=g) * 3,
-    )
 
 
 @pytest.mark.parametrize(("name", "overrides"), CASES, ids=IDS)
