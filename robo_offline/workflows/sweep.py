@@ -55,6 +55,9 @@ class SweepSpec:
     space: dict[str, Any] = field(default_factory=dict)
     samples: int = 1  # draws of the sampled keys (choice, uniform, loguniform) per grid point
     seeds: int = 1  # train.seed 0 .. seeds-1: a grid axis
+    # pretrain only: a trial trains all its configuration's seeds as one batched model (train.seeds) and writes
+    # them as <trial>/seed_<s>; off by default: no faster on a CPU (benchmarks/seed_batching.py)
+    batch_seeds: bool = False
     metric: str = "success_rate"  # an eval.csv column, reported to Tune at every evaluation
     mode: str = "max"  # max | min
     resources: Resources = field(default_factory=Resources)
@@ -76,6 +79,7 @@ class SweepSpec:
             if kind in ("uniform", "loguniform"):
                 _require(len(values) == 2 and values[0] < values[1], f"space.{key}.{kind}", "[low, high], low < high")
                 _require(kind == "uniform" or values[0] > 0, f"space.{key}.{kind}", "low must be > 0")
+        _require(not self.batch_seeds or self.command == "pretrain", "batch_seeds", "applies to command pretrain")
         if self.command == "finetune":
             given = any(o.startswith("finetune.source=") for o in self.overrides) or "finetune.source" in self.space
             _require(given, "overrides", "finetune.source=RUN (or finetune.source in space) for command finetune")
@@ -83,7 +87,7 @@ class SweepSpec:
 
     def trial_count(self) -> int:
         grid = math.prod(len(s["grid"]) for s in self.space.values() if "grid" in s)
-        return grid * self.samples * self.seeds
+        return grid * self.samples * (1 if self.batch_seeds else self.seeds)
 
 
 def _require(ok: bool, key: str, why: str) -> None:
@@ -109,13 +113,15 @@ def trial_overrides(spec: SweepSpec, params: dict[str, Any]) -> list[str]:
     """The trial's config overrides: the shared ones, its point in the space, its seed and thread count."""
     point = [f"{key}={_dotlist_value(params[key])}" for key in spec.space]
     threads = max(1, int(spec.resources.cpu))
-    return [*spec.overrides, *point, f"train.seed={params['train.seed']}", f"train.threads={threads}"]
+    seeds = [f"train.seeds={spec.seeds}"] if spec.batch_seeds else []
+    return [*spec.overrides, *point, f"train.seed={params['train.seed']}", *seeds, f"train.threads={threads}"]
 
 
 def trial_name(spec: SweepSpec, params: dict[str, Any]) -> str:
     """A readable, filesystem-safe name from the trial's point and seed (its run directory's name)."""
     parts = [f"{key.rsplit('.', 1)[-1]}={_short(params[key])}" for key in spec.space]
-    name = ",".join([*parts, f"seed={params['train.seed']}"])
+    seed = f"seeds={params['train.seed']}-{params['train.seed'] + spec.seeds - 1}" if spec.batch_seeds else None
+    name = ",".join([*parts, seed or f"seed={params['train.seed']}"])
     return re.sub(r"[^\w.,=+-]", "_", name)
 
 
@@ -135,19 +141,36 @@ def run_trial(spec: SweepSpec, params: dict[str, Any], sweep_dir: Path, report) 
     checkpoint continues from it, a finished run only reports its last evaluation."""
     run_dir = sweep_dir / trial_name(spec, params)
     overrides = trial_overrides(spec, params)
+    seed_dirs = _seed_dirs(spec, params, run_dir)
+    pending: dict[int, list[dict[str, Any]]] = {}
 
     def forward(stream: str, step: int, row: dict[str, Any]) -> None:
+        """Tune gets one row per evaluation step: the seeds' mean where a trial trains a seed batch."""
         if stream == "eval":
-            report(_tune_row(spec, step, row))
+            pending.setdefault(step, []).append(_tune_row(spec, step, row))
+            if len(pending[step]) == len(seed_dirs):
+                report(_mean_row(pending.pop(step)))
 
-    if _finished(run_dir):
-        rows = read_csv(run_dir / "eval.csv") if (run_dir / "eval.csv").is_file() else {}
-        if rows:
-            report(_tune_row(spec, int(rows["step"][-1]), {k: v[-1] for k, v in rows.items()}))
+    if all(_finished(d) for d in seed_dirs):
+        last = [read_csv(d / "eval.csv") for d in seed_dirs if (d / "eval.csv").is_file()]
+        if len(last) == len(seed_dirs):
+            report(_mean_row([_tune_row(spec, int(r["step"][-1]), {k: v[-1] for k, v in r.items()}) for r in last]))
         return
-    resume = run_dir if (run_dir / "checkpoints" / LAST).is_file() else None
+    resume = run_dir if (seed_dirs[0] / "checkpoints" / LAST).is_file() else None
     with listening(forward):
         _train(spec, overrides, run_dir, resume)
+
+
+def _seed_dirs(spec: SweepSpec, params: dict[str, Any], run_dir: Path) -> list[Path]:
+    """The run directories a trial writes: itself, or one per seed of its seed batch."""
+    if not spec.batch_seeds:
+        return [run_dir]
+    first = int(params["train.seed"])
+    return [run_dir / f"seed_{s}" for s in range(first, first + spec.seeds)]
+
+
+def _mean_row(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if all(k in r for r in rows)}
 
 
 def _train(spec: SweepSpec, overrides: list[str], run_dir: Path, resume: Path | None) -> None:
@@ -276,7 +299,7 @@ def _param_space(spec: SweepSpec, tune) -> dict[str, Any]:
             "uniform": lambda v: tune.uniform(*v),
             "loguniform": lambda v: tune.loguniform(*v),
         }[kind](values)
-    space["train.seed"] = tune.grid_search(list(range(spec.seeds)))
+    space["train.seed"] = tune.grid_search([0] if spec.batch_seeds else list(range(spec.seeds)))
     return space
 
 

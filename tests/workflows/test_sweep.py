@@ -17,6 +17,7 @@ from builders import tiny_run
 from omegaconf import OmegaConf
 
 from robo_offline.config import ConfigError
+from robo_offline.training.metrics import read_csv
 from robo_offline.workflows.report import find_runs, group_runs, summarize_groups, write_report
 from robo_offline.workflows.sweep import SweepSpec, load_spec, run_trial, trial_name
 
@@ -65,6 +66,28 @@ def test_a_trial_reports_every_evaluation_as_it_trains(tmp_path):
     assert [r["step"] for r in rows] == [20.0, 40.0] and all("mean_return" in r for r in rows)
     run_trial(spec, {"algo.expectile": 0.8, "train.seed": 0}, tmp_path / "sweep", rows.append)  # finished: reports
     assert [r["step"] for r in rows] == [20.0, 40.0, 40.0]
+
+
+def test_a_seed_batch_trial_trains_its_seeds_together_and_reports_their_mean(tmp_path):
+    spec = load_spec(
+        _sweep_file(tmp_path, "batched", 40, {"algo.expectile": {"grid": [0.7, 0.8]}}, seeds=2, batch_seeds=True)
+    )
+    assert spec.trial_count() == 2
+    params = {"algo.expectile": 0.8, "train.seed": 0}
+    assert trial_name(spec, params) == "expectile=0.8,seeds=0-1"
+    rows: list[dict] = []
+    run_trial(spec, params, tmp_path / "sweep", rows.append)
+    trial = tmp_path / "sweep" / "expectile=0.8,seeds=0-1"
+    finals = [read_csv(trial / f"seed_{s}" / "eval.csv")["mean_return"] for s in (0, 1)]
+    assert [r["step"] for r in rows] == [20.0, 40.0]
+    assert rows[-1]["mean_return"] == pytest.approx((finals[0][-1] + finals[1][-1]) / 2)
+    run_trial(spec, params, tmp_path / "sweep", rows.append)  # finished: reports the mean again, trains nothing
+    assert len(rows) == 3 and (rows[-1]["step"], rows[-1]["mean_return"]) == (40.0, rows[1]["mean_return"])
+    (runs, _) = find_runs([tmp_path / "sweep"])
+    assert sorted(r.path.name for r in runs) == ["seed_0", "seed_1"]
+    OmegaConf.save(OmegaConf.create({"command": "finetune", "batch_seeds": True}), tmp_path / "ft.yaml")
+    with pytest.raises(ConfigError, match="batch_seeds"):
+        load_spec(tmp_path / "ft.yaml")
 
 
 def test_a_finetune_sweep_fine_tunes_the_source_run_once_per_trial(tmp_path):
