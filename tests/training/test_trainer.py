@@ -10,7 +10,7 @@ from builders import TINY_ACT, TINY_OBS, tiny_bc, tiny_bc_sampler
 
 from robo_offline.algos.bc import BC, BCConfig
 from robo_offline.training.checkpoint import load_checkpoint
-from robo_offline.training.trainer import LoopConfig, NonFiniteLossError, Trainer
+from robo_offline.training.trainer import LoopConfig, LossWatch, NonFiniteLossError, Trainer
 
 OBS, ACT = TINY_OBS, TINY_ACT
 
@@ -73,6 +73,16 @@ def test_non_finite_loss_stops_naming_loss_and_step_and_keeps_last_good_checkpoi
         trainer.fit()
     assert "step_" not in str(err.value) and "last.pt" in str(err.value)
     assert load_checkpoint(tmp_path / "checkpoints")["step"] == 20
+
+
+def test_the_loss_watch_names_a_loss_that_is_non_finite_in_any_seed_of_a_seed_batch():
+    watch = LossWatch(torch.device("cpu"))
+    watch.observe(1, {"critic": torch.tensor([1.0, 2.0]), "actor": torch.tensor([0.5, 0.5])})
+    watch.check(None)  # all finite
+    watch.observe(2, {"critic": torch.tensor([1.0, 2.0]), "actor": torch.tensor([0.5, float("nan")])})
+    watch.observe(3, {"critic": torch.tensor([float("inf"), 2.0]), "actor": torch.tensor([0.5, 0.5])})
+    with pytest.raises(NonFiniteLossError, match=r"loss 'actor' became non-finite at step 2;"):
+        watch.check(None)
 
 
 def test_resume_gives_bit_identical_next_updates(tmp_path):
