@@ -225,3 +225,18 @@ def random_batch(g: torch.Generator) -> Batch:
         terminals=(torch.rand(BATCH, generator=g) < 0.05).float(),
         mc_returns=torch.randn(BATCH, generator=g) * 3,
     )
+
+
+def algorithm_cases(bc_steps: int) -> tuple[list[tuple[str, dict]], list[str]]:
+    """(name, config overrides) of every offline algorithm, and CQL with every option on (its BC warm-up
+    `bc_steps` long), with readable test ids."""
+    cases: list[tuple[str, dict]] = [
+        ("bc", {}),
+        ("iql", {}),
+        ("cql", {}),
+        ("calql", {}),
+        ("bcq", {"vae_hidden_dims": [32, 32]}),
+        ("td3bc", {}),
+        ("cql", {"lagrange": True, "max_target_backup": True, "backup_entropy": True, "bc_steps": bc_steps}),
+    ]
+    return cases, [name if not kw or name == "bcq" else f"{name}-options" for name, kw in cases]

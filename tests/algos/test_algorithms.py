@@ -9,24 +9,15 @@ from typing import Any
 
 import pytest
 import torch
-from builders import ACT, OBS, random_batch
+from builders import ACT, OBS, algorithm_cases, random_batch
 from torch import Tensor
 
 from robo_offline.algos import Algorithm, algorithm_class
 
 torch.set_num_threads(1)
 STEPS = 201  # odd: the resume lands between TD3+BC's delayed updates
-CASES: list[tuple[str, dict[str, Any]]] = [
-    ("bc", {}),
-    ("iql", {}),
-    ("cql", {}),
-    ("calql", {}),
-    ("bcq", {"vae_hidden_dims": [32, 32]}),
-    ("td3bc", {}),
-    # every CQL option; the BC warm-up ends right after the resume, so the restored counter matters
-    ("cql", {"lagrange": True, "max_target_backup": True, "backup_entropy": True, "bc_steps": STEPS + 1}),
-]
-IDS = [name if not kw or name == "bcq" else f"{name}-options" for name, kw in CASES]
+# every CQL option; the BC warm-up ends right after the resume, so the restored counter matters
+CASES, IDS = algorithm_cases(bc_steps=STEPS + 1)
 
 
 def make(name: str, seed: int, **overrides: Any) -> Algorithm:

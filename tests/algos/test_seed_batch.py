@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from builders import ACT, OBS, random_batch
+from builders import ACT, OBS, algorithm_cases, random_batch
 
 from robo_offline.algos import Algorithm, algorithm_class
 from robo_offline.algos.seed_batch import load_seed_training_states, seed_training_state, stack_seeds
@@ -17,17 +17,8 @@ from robo_offline.data import Batch
 SEEDS = [3, 7, 11]
 UPDATES = 4  # TD3+BC's delayed actor step and CQL's BC warm-up both fall inside
 CPU = torch.device("cpu")
-CASES: list[tuple[str, dict[str, Any]]] = [
-    ("bc", {}),
-    ("iql", {}),
-    ("cql", {}),
-    ("calql", {}),
-    ("bcq", {"vae_hidden_dims": [32, 32]}),
-    ("td3bc", {}),
-    ("sac", {}),
-    ("cql", {"lagrange": True, "max_target_backup": True, "backup_entropy": True, "bc_steps": 2}),
-]
-IDS = [name if name != "cql" or not kw else "cql-options" for name, kw in CASES]
+OFFLINE_CASES, OFFLINE_IDS = algorithm_cases(bc_steps=2)  # the BC warm-up ends inside the compared updates
+CASES, IDS = [*OFFLINE_CASES, ("sac", {})], [*OFFLINE_IDS, "sac"]
 
 
 def build(name: str, overrides: dict[str, Any]) -> Algorithm:
