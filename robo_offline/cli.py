@@ -15,7 +15,7 @@ from robo_offline.datagen.tiers import TIERS
 from robo_offline.training.checkpoint import CheckpointError, StorageError
 from robo_offline.training.interrupt import TrainingInterrupted
 from robo_offline.training.run_dir import RunDirError
-from robo_offline.training.trainer import NonFiniteLossError
+from robo_offline.training.trainer import NonFiniteLossError, describe_metrics
 from robo_offline.workflows.report import METRICS as REPORT_METRICS
 from sim.behaviours import BEHAVIOURS
 from sim.model_limits import SafetyLimitError
@@ -32,6 +32,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    from robo_offline.training.run_dir import seed_run_dir
     from robo_offline.workflows.context import seeds_of
     from robo_offline.workflows.pretrain import pretrain
 
@@ -42,7 +43,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     ctx, result = pretrain(cfg, resume=Path(args.resume) if args.resume else None)
     if isinstance(result, list):  # a seed batch: one run per seed
         for seed, evaluation in zip(seeds_of(ctx.cfg), result):
-            _report(ctx.run_dir / f"seed_{seed}", evaluation)
+            _report(seed_run_dir(ctx.run_dir, seed), evaluation)
     else:
         _report(ctx.run_dir, result)
     return 0
@@ -80,10 +81,7 @@ def cmd_train_online(args: argparse.Namespace) -> int:
 def _report(run_dir: Path, result: dict) -> None:
     print(f"run directory: {run_dir}")
     if result:
-        print(
-            "final evaluation: "
-            + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items())
-        )
+        print(f"final evaluation: {describe_metrics(result)}")
 
 
 def cmd_collect(args: argparse.Namespace) -> int:

@@ -93,11 +93,13 @@ def stack_seeds(build: Callable[[], Algorithm], seeds: Sequence[int], device: to
         generator.set_state(default_generator_state(device))
         generators.append(generator)
     algo = members[0]
-    for name, tensor in [*algo.named_parameters(), *algo.named_buffers()]:
-        stacked = torch.stack([m.get_parameter(name) if _is_param(m, name) else m.get_buffer(name) for m in members])
+    tensors = [dict([*m.named_parameters(), *m.named_buffers()]) for m in members]
+    for name, tensor in tensors[0].items():
+        with torch.no_grad():
+            stacked = torch.stack([t[name] for t in tensors])
         owner, _, attr = name.rpartition(".")
         module = algo.get_submodule(owner)
-        if attr in module._parameters:
+        if isinstance(tensor, nn.Parameter):
             module._parameters[attr] = nn.Parameter(stacked, requires_grad=tensor.requires_grad)
         else:
             module._buffers[attr] = stacked
@@ -113,13 +115,12 @@ def seed_state_dict(algo: Algorithm, index: int) -> dict[str, Tensor]:
 def seed_training_state(algo: Algorithm, index: int) -> dict[str, Any]:
     """The `training_state()` seed `index` of a stacked algorithm would have as a single run."""
     state = algo.training_state()
-    stacked = {id(p) for p in algo.parameters()}
     state["modules"] = {k: v[index].clone() for k, v in state["modules"].items()}
     for name, opt in algo.optimizers.items():
-        params = [p for g in opt.param_groups for p in g["params"]]
+        params = [p for g in opt.param_groups for p in g["params"]]  # every one stacked
         opt_state = state["optimizers"][name]
         for i, p in enumerate(params):
-            if id(p) in stacked and i in opt_state["state"]:
+            if i in opt_state["state"]:
                 opt_state["state"][i] = {
                     k: v[index].clone() if _per_seed(k, v, p.shape) else v for k, v in opt_state["state"][i].items()
                 }
@@ -128,8 +129,11 @@ def seed_training_state(algo: Algorithm, index: int) -> dict[str, Any]:
 
 def load_seed_training_states(algo: Algorithm, states: Sequence[dict[str, Any]]) -> None:
     """Inverse of `seed_training_state`: restore a stacked algorithm from its seeds' single-run states."""
-    first = copy.deepcopy(states[0])
-    first["modules"] = {k: torch.stack([s["modules"][k] for s in states]) for k in first["modules"]}
+    first = {
+        **states[0],
+        "modules": {k: torch.stack([s["modules"][k] for s in states]) for k in states[0]["modules"]},
+        "optimizers": copy.deepcopy(states[0]["optimizers"]),  # its per-seed entries are replaced below
+    }
     for name, opt in algo.optimizers.items():
         params = [p for g in opt.param_groups for p in g["params"]]
         for i, p in enumerate(params):
@@ -147,8 +151,3 @@ def _per_seed(key: str, value: Any, param_shape: torch.Size) -> bool:
     """An optimiser state entry held per seed: Adam's moments (the parameter's shape), not its step count
     (one scalar, equal for every seed; a scalar parameter's moments have the same shape)."""
     return key != "step" and torch.is_tensor(value) and value.shape == param_shape
-
-
-def _is_param(module: nn.Module, name: str) -> bool:
-    owner, _, attr = name.rpartition(".")
-    return attr in module.get_submodule(owner)._parameters

@@ -47,6 +47,11 @@ def unique_run_dir(parent: Path, stem: str) -> Path:
             continue
 
 
+def seed_run_dir(run_dir: Path, seed: int) -> Path:
+    """Where a seed batch (`train.seeds`) in `run_dir` writes seed `seed`'s own run."""
+    return Path(run_dir) / f"seed_{seed}"
+
+
 @contextlib.contextmanager
 def owned_run_dir(path: Path, *, resume: bool) -> Iterator[Path]:
     """Lock `path` for the block. A fresh run may not start where a run already wrote a checkpoint; a resumed

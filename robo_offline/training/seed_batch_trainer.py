@@ -24,7 +24,7 @@ from robo_offline.training.metrics import MetricsLogger
 from robo_offline.training.plots import plot_learning_curves
 from robo_offline.training.precision import Precision
 from robo_offline.training.rng import rng_state, set_rng_state
-from robo_offline.training.trainer import PRECISION_FILE, LoopConfig, Trainer, format_metric
+from robo_offline.training.trainer import PRECISION_FILE, LoopConfig, Trainer, describe_metrics
 
 
 @dataclass
@@ -69,8 +69,7 @@ class SeedBatchTrainer(Trainer):
         for run, logger in zip(self.runs, self.loggers):
             metrics = run.evaluate(step)
             logger.log("eval", step, metrics)
-            shown = ", ".join(f"{k}={format_metric(v)}" for k, v in metrics.items())
-            tqdm.write(f"seed {run.seed} step {step}: {shown}")
+            tqdm.write(f"seed {run.seed} step {step}: {describe_metrics(metrics)}")
             results.append(metrics)
         return results
 

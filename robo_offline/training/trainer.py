@@ -193,7 +193,7 @@ class Trainer:
     def _evaluate(self, step: int) -> Any:
         metrics = self.evaluate(step)
         self.metrics.log("eval", step, metrics)
-        tqdm.write(f"step {step}: " + ", ".join(f"{k}={format_metric(v)}" for k, v in metrics.items()))
+        tqdm.write(f"step {step}: {describe_metrics(metrics)}")
         return metrics
 
     def _close(self) -> None:
@@ -259,6 +259,6 @@ def _compiled(update: Callable[[Batch], dict[str, Tensor]]) -> Callable[[Batch],
     return torch.compile(update)
 
 
-def format_metric(v: Any) -> str:
-    """A metric for the progress line: floats to 3 decimals."""
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+def describe_metrics(metrics: dict[str, Any]) -> str:
+    """An evaluation for the progress output: `key=value, ...`, floats to 3 decimals."""
+    return ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())

@@ -6,7 +6,7 @@ Pretraining, fine-tuning and export assemble their runs from here, so a run is b
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,6 +229,11 @@ def build_context(cfg: DictConfig, total_steps: int, with_data: bool = True) -> 
 def seeds_of(cfg: DictConfig) -> list[int]:
     """The seeds a run trains: `train.seed` and, for a seed batch, the `train.seeds - 1` after it."""
     return list(range(cfg.train.seed, cfg.train.seed + cfg.train.seeds))
+
+
+def checks_units(ctx: RunContext, run_dir: Path) -> Callable[[dict[str, Any]], None]:
+    """The check a resumed checkpoint of `run_dir` must pass: it was trained in the units `ctx` derives now."""
+    return lambda state: check_units(checkpoint_units(state, run_dir), ctx.units, run_dir)
 
 
 def build_algorithm(cfg: DictConfig, obs_dim: int, act_dim: int, device: torch.device) -> Algorithm:

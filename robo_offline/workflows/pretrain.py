@@ -18,17 +18,10 @@ from omegaconf import DictConfig
 from robo_offline import config as config_lib
 from robo_offline.algos import algorithm_class
 from robo_offline.algos.seed_batch import seed_state_dict
-from robo_offline.training.run_dir import owned_run_dir
+from robo_offline.training.run_dir import owned_run_dir, seed_run_dir
 from robo_offline.training.seed_batch_trainer import SeedBatchTrainer, SeedRun
 from robo_offline.training.trainer import LoopConfig, Trainer
-from robo_offline.workflows.context import (
-    RunContext,
-    build_context,
-    check_units,
-    checkpoint_units,
-    claimed_run_dir,
-    seeds_of,
-)
+from robo_offline.workflows.context import RunContext, build_context, checks_units, claimed_run_dir, seeds_of
 
 
 def pretrain(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, Any]:
@@ -49,7 +42,7 @@ def pretrain(cfg: DictConfig, resume: Path | None = None) -> tuple[RunContext, A
             evaluate=(lambda step: ctx.eval_metrics()) if cfg.task.eval_episodes > 0 else None,
             extra_state=ctx.run_state,
             generators={"sampler": generator},
-            load_extra_state=lambda state: check_units(checkpoint_units(state, run_dir), ctx.units, run_dir),
+            load_extra_state=checks_units(ctx, run_dir),
         )
         start = trainer.resume() if resume else 0  # a bad checkpoint fails here, before anything is written
         config_lib.save(cfg, run_dir / "config.yaml")
@@ -67,7 +60,7 @@ def _pretrain_seed_batch(ctx: RunContext, run_dir: Path, resume: bool) -> list[d
     cfg, train = ctx.cfg, ctx.cfg.train
     seeds = seeds_of(cfg)
     with contextlib.ExitStack() as owned:
-        dirs = [owned.enter_context(owned_run_dir(run_dir / f"seed_{s}", resume=resume)) for s in seeds]
+        dirs = [owned.enter_context(owned_run_dir(seed_run_dir(run_dir, s), resume=resume)) for s in seeds]
         runs = [_seed_run(ctx, i, seed, path) for i, (seed, path) in enumerate(zip(seeds, dirs))]
         trainer = SeedBatchTrainer(
             ctx.algo,
@@ -99,5 +92,5 @@ def _seed_run(ctx: RunContext, index: int, seed: int, run_dir: Path) -> SeedRun:
         sampler=torch.Generator(device=ctx.device).manual_seed(seed),
         evaluate=evaluate if cfg.task.eval_episodes > 0 else None,
         extra_state=view.run_state,
-        check_state=lambda state: check_units(checkpoint_units(state, run_dir), ctx.units, run_dir),
+        check_state=checks_units(ctx, run_dir),
     )

@@ -25,6 +25,7 @@ from robo_offline import config as config_lib
 from robo_offline.config import ConfigError
 from robo_offline.training.checkpoint import LAST, load_checkpoint
 from robo_offline.training.metrics import listening, read_csv
+from robo_offline.training.run_dir import seed_run_dir
 
 COMMANDS = ("pretrain", "finetune")
 SEARCHES = ("grid", "choice", "uniform", "loguniform")
@@ -166,7 +167,7 @@ def _seed_dirs(spec: SweepSpec, params: dict[str, Any], run_dir: Path) -> list[P
     if not spec.batch_seeds:
         return [run_dir]
     first = int(params["train.seed"])
-    return [run_dir / f"seed_{s}" for s in range(first, first + spec.seeds)]
+    return [seed_run_dir(run_dir, s) for s in range(first, first + spec.seeds)]
 
 
 def _mean_row(rows: list[dict[str, float]]) -> dict[str, float]:
