@@ -17,7 +17,7 @@ from deploy import load_policy
 from deploy.safety import SafetyConfig
 from robo_offline import config as config_lib
 from robo_offline.training.checkpoint import load_checkpoint
-from robo_offline.workflows.context import EVAL_SEED, build_context, checkpoint_units
+from robo_offline.workflows.context import EVAL_SEED, RunContext, build_context, checkpoint_units
 from sim.behaviours import PolicyBehaviour
 from sim.evaluation import EvalResult, evaluate
 from sim.rewards import RelabelReward, resolve_reward
@@ -47,13 +47,20 @@ def evaluate_target(
     return result
 
 
+def load_trained(run_dir: Path, with_data: bool = False) -> RunContext:
+    """A run's context with the weights and units of its last checkpoint (`with_data`: its dataset too)."""
+    cfg = config_lib.load_saved(Path(run_dir) / "config.yaml")
+    ctx = build_context(cfg, total_steps=1, with_data=with_data)
+    state = load_checkpoint(Path(run_dir) / "checkpoints", ctx.device)
+    ctx.algo.load_state_dict(state["algo"]["modules"])
+    ctx.units = checkpoint_units(state, Path(run_dir) / "checkpoints").to(ctx.device)
+    return ctx
+
+
 def _run(run_dir: Path):
     """The run's deterministic policy from its last checkpoint, with the wrappers its trainer evaluated with."""
-    cfg = config_lib.load_saved(run_dir / "config.yaml")
-    ctx = build_context(cfg, total_steps=1, with_data=False)
-    state = load_checkpoint(run_dir / "checkpoints", ctx.device)
-    ctx.algo.load_state_dict(state["algo"]["modules"])
-    ctx.units = checkpoint_units(state, run_dir / "checkpoints").to(ctx.device)
+    ctx = load_trained(run_dir)
+    cfg = ctx.cfg
     return PolicyBehaviour(ctx.env_policy().act), cfg.task.env_id, ctx.env_wrappers(), config_lib.as_dict(cfg)
 
 
