@@ -14,6 +14,8 @@ from sim.behaviours import make_behaviour
 from sim.envs import make_env
 from sim.evaluation import evaluate
 
+from _machine import machine
+
 ENV_ID = "Pusher-v5"
 BEHAVIOURS = (("random", "-"), ("scripted", "poor"), ("scripted", "medium"), ("scripted", "expert"))
 
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0, help="episode k is seeded seed + k")
     args = parser.parse_args()
+    print(f"machine: {machine()}")
     print(f"{ENV_ID}, {args.episodes} episodes per behaviour, seeds {args.seed}..{args.seed + args.episodes - 1}")
     print(f"{'behaviour':<10} {'success':>8} {'return (mean +- std)':>24} {'episodes/s':>11}")
     for name, quality in BEHAVIOURS:

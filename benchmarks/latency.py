@@ -29,6 +29,8 @@ from deploy.export import build_deployed_policy
 from sim.envs import make_env
 from sim.model_limits import with_model_limits
 
+from _machine import machine
+
 OBS_DIM, ACT_DIM = 23, 7
 SAFETY_YAML = Path(__file__).resolve().parents[1] / "configs" / "safety" / "pusher.yaml"
 
@@ -113,7 +115,8 @@ def main() -> None:
         rows["AOTInductor .pt2 (C++ policy_runner)"] = time_cpp(runner, files["pt2"], observations, args.warmup)
 
     hidden = " -> ".join(str(h) for h in [OBS_DIM, *args.hidden, ACT_DIM])
-    print(f"\nper-action latency, 1 thread, MLP {hidden} + safety filter, {args.steps} steps (microseconds)")
+    print(f"\nmachine: {machine()}")
+    print(f"per-action latency, 1 thread, MLP {hidden} + safety filter, {args.steps} steps (microseconds)")
     print(f"{'runtime':<38}{'p50':>10}{'p99':>10}{'max':>10}")
     for name, (p50, p99, worst) in rows.items():
         print(f"{name:<38}{p50:>10.1f}{p99:>10.1f}{worst:>10.1f}")

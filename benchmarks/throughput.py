@@ -52,6 +52,7 @@ from robo_offline.algos import ALGORITHMS
 from robo_offline.data import Batch
 from robo_offline.data.dataset import TransitionDataset
 
+from _machine import machine
 from _timing import timed_loop
 
 HERE = Path(__file__).resolve().parent
@@ -459,6 +460,7 @@ def build_rows(
                 row.update(
                     bf16_ups=b["ups"],
                     bf16_speedup=b["ups"] / r["ups"],
+                    bf16_vs_d3rlpy=b["ups"] / row["d3rlpy_ups"] if row.get("d3rlpy_ups") else None,
                     bf16_pct_peak=100 * b["flops"] / 1e9 * b["ups"] / peaks[(t, "bf16")],
                     bf16_pct_shape_ceiling=100 * b["flops"] / 1e9 * b["ups"] / b["shape_ceiling_gflops"],
                 )
@@ -492,8 +494,10 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
         ("% of shape ceiling", "pct_shape_ceiling", ".1f"),
     ]
     if args.bf16:
-        cols += [("bf16 upd/s", "bf16_ups", ".0f"), ("bf16 x", "bf16_speedup", ".2f"),
-                 ("bf16 % of bf16 peak", "bf16_pct_peak", ".1f"),
+        cols += [("bf16 upd/s", "bf16_ups", ".0f"), ("bf16 x", "bf16_speedup", ".2f")]
+        if not args.no_d3rlpy:
+            cols += [("bf16 / d3rlpy", "bf16_vs_d3rlpy", ".2f")]
+        cols += [("bf16 % of bf16 peak", "bf16_pct_peak", ".1f"),
                  ("bf16 % of shape ceiling", "bf16_pct_shape_ceiling", ".1f")]  # fmt: skip
     if args.compile:
         cols += [("compile upd/s", "compile_ups", ".0f"), ("compile x", "compile_speedup", ".2f"),
@@ -606,6 +610,7 @@ def main(argv: list[str] | None = None) -> None:
         "d3rlpy": d3_info,
     }
     print()
+    print(f"machine: {machine()}")
     print(
         f"Update throughput: batch {args.batch_size}, hidden {args.hidden}, obs {OBS_DIM}, act {ACT_DIM}, "
         f"{args.steps} timed updates after {args.warmup} warm-up (median of {args.repeats} chunks), "
