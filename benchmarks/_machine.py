@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from robo_offline.training.precision import resolve_precision
+from robo_offline.algos import ALGORITHMS
+from robo_offline.training.precision import Precision, resolve_precision
 
 
 def machine() -> str:
@@ -16,6 +17,9 @@ def machine() -> str:
     isa = [name for name in ("avx512f", "avx512_bf16", "amx_bf16") if f" {name}" in info]
     cores = torch.get_num_threads()
     auto = resolve_precision("auto", torch.device("cpu"))
+    if auto.dtype == "bf16":
+        gains = sorted(name for name, cls in ALGORITHMS.items() if cls.bf16_pays)
+        auto = Precision("bf16", f"{auto.reason}; for {', '.join(gains)}; fp32 for the rest")
     return (
         f"{model} ({', '.join(isa) or 'no AVX-512/AMX'}; torch kernels {torch.backends.cpu.get_cpu_capability()}), "
         f"torch threads {cores}, train.precision=auto -> {auto.describe()}, Python {platform.python_version()}, "

@@ -23,6 +23,19 @@ def test_auto_picks_bf16_exactly_where_the_cpu_has_amx(monkeypatch, amx, expecte
     assert ("with AMX" if amx else "without AMX") in chosen.reason
 
 
+def test_auto_keeps_fp32_where_the_update_does_not_gain_from_bf16(monkeypatch, tmp_path):
+    """On an AMX CPU BC's small update stays fp32 (measured slower in bf16); CQL's and BCQ's big GEMMs go bf16."""
+    from robo_offline.algos import ALGORITHMS
+
+    monkeypatch.setattr(precision_lib, "cpu_has_amx", lambda: True)
+    kept = resolve_precision("auto", CPU, bf16_pays=False)
+    assert kept.dtype == "fp32" and "with AMX" in kept.reason
+    assert resolve_precision("bf16", CPU, bf16_pays=False).dtype == "bf16"  # an explicit choice is taken as given
+    assert {name for name, cls in ALGORITHMS.items() if cls.bf16_pays} == {"cql", "calql", "bcq"}
+    trainer, _ = _fit(tmp_path, 10, "auto")  # the trainer asks the algorithm (tiny BC here)
+    assert trainer.precision.dtype == "fp32"
+
+
 def test_explicit_precision_is_taken_as_given_and_unknown_ones_refused(monkeypatch):
     monkeypatch.setattr(precision_lib, "cpu_has_amx", lambda: False)
     assert resolve_precision("bf16", CPU).dtype == "bf16"
@@ -70,6 +83,9 @@ def test_precision_is_saved_and_a_resumed_bf16_run_stays_bit_identical(tmp_path)
 
 def test_resume_keeps_the_precision_the_run_trained_in(tmp_path, monkeypatch):
     """A run started in fp32 on a machine without AMX stays fp32 when resumed where auto would pick bf16."""
+    from robo_offline.algos.bc import BC
+
+    monkeypatch.setattr(BC, "bf16_pays", True)  # as if BC's update were GEMM-bound: auto would pick bf16 on AMX
     monkeypatch.setattr(precision_lib, "cpu_has_amx", lambda: False)
     _fit(tmp_path, 20, "auto")
     assert load_checkpoint(tmp_path / "checkpoints")["precision"] == "fp32"
