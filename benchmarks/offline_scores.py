@@ -3,7 +3,8 @@
     python benchmarks/offline_scores.py                                  # all algorithms, all levels, 3 seeds
     python benchmarks/offline_scores.py --task arm                       # the example arm's demos
     python benchmarks/offline_scores.py --algos bc iql --qualities mixed --steps 20000
-    python benchmarks/offline_scores.py --dataset hopper_medium.hdf5 --env-id Hopper-v5   # any D4RL-layout file
+    python benchmarks/offline_scores.py --dataset data/hopper-medium --task hopper        # a log of a task config
+    python benchmarks/offline_scores.py --dataset my_log.hdf5 --env-id Hopper-v5         # any D4RL-layout file
 
 Prints mean +- std (over seeds) of the final evaluation's success rate and return (in the run's reward:
 Pusher's success reward unless `task.reward=env` is passed; the normalised score only for the env
@@ -73,8 +74,11 @@ def run(args: argparse.Namespace) -> list[dict]:
             (
                 args.dataset,
                 [
+                    # A log gets its own task's reward and success (`--task`), else the env's reward and no
+                    # success: the default task's success reward must not relabel another robot's log.
+                    *([f"task={args.task}"] if args.task else ["task.reward=env", "task.success=null"]),
                     f"task.dataset={args.dataset}",
-                    f"task.env_id={args.env_id}",
+                    *([f"task.env_id={args.env_id}"] if args.env_id else []),
                     "task.collect_if_missing=false",
                     "safety=none",
                 ],
@@ -135,18 +139,21 @@ def run(args: argparse.Namespace) -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algos", nargs="+", default=ALGOS)
-    p.add_argument("--task", default="pusher", help="task config with scripted demos (pusher, arm)")
+    p.add_argument("--task", help="task config: its scripted demos (pusher (default), arm), or the task of --dataset")
     p.add_argument("--qualities", nargs="+", default=QUALITIES, choices=QUALITIES)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=10_000)
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--dataset", help="a D4RL-layout (or Minari/robomimic) file instead of the built-in demos")
-    p.add_argument("--env-id", default="Hopper-v5", help="environment of --dataset")
+    p.add_argument("--env-id", help="environment of --dataset (default: the task's)")
     p.add_argument("--data-dir", type=Path, default=Path("data"))
     p.add_argument("--action-noise", type=float, default=0.0, help="DART-style noise on the demonstrator's commands")
     p.add_argument("--runs", type=Path, default=Path("runs/offline_scores"))
     p.add_argument("overrides", nargs="*", help="extra config overrides, e.g. train.batch_size=512")
     args = p.parse_args()
+    if args.dataset and not (args.task or args.env_id):
+        p.error("--dataset needs --task (the log's task config) or --env-id (its environment)")
+    args.task = args.task or (None if args.dataset else "pusher")
     rows = run(args)
     budget = f"{args.steps} updates per run, {args.seeds} seeds, {args.eval_episodes} evaluation episodes"
     print(f"\nmachine: {machine()}\n{budget}, mean +- std over seeds\n")

@@ -1,7 +1,7 @@
 """Learning parity of `train.precision`: each algorithm trained for the same updates in fp32 and in bf16.
 
     python benchmarks/precision_parity.py --task arm                                     # the arm's medium demos
-    python benchmarks/precision_parity.py --dataset data/hopper-medium --env-id Hopper-v5 --steps 5000
+    python benchmarks/precision_parity.py --dataset data/hopper-medium --task hopper --steps 5000
     python benchmarks/precision_parity.py --task arm --algos cql calql algo.n_actions=4
 
 `train.precision=auto` takes bf16 autocast only where the hardware multiplies bf16 natively (AMX CPU,
@@ -42,11 +42,12 @@ def updates_per_s(run_dir: Path) -> float | None:
     return statistics.median(rates) if rates else None
 
 
-def within_noise(a: list[float], b: list[float]) -> tuple[float, bool]:
-    """Difference of means (b - a) and whether it is within 2 standard errors of that difference."""
+def within_noise(a: list[float], b: list[float]) -> tuple[float, bool | None]:
+    """Difference of means (b - a) and whether it is within 2 standard errors of that difference
+    (None with fewer than 2 seeds a side: no noise estimate)."""
     diff = statistics.mean(b) - statistics.mean(a)
     if len(a) < 2 or len(b) < 2:
-        return diff, False
+        return diff, None
     se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
     return diff, abs(diff) <= 2 * se
 
@@ -90,8 +91,9 @@ def table(args: argparse.Namespace, metric: str) -> list[str]:
             speeds = [r for r in (updates_per_s(d) for d in dirs) if r is not None]
             rates[precision] = f"{statistics.median(speeds):.0f}" if speeds else "n/a"
         diff, ok = within_noise(finals["fp32"], finals["bf16"])
+        noise = "n/a" if ok is None else "yes" if ok else "**no**"
         lines.append(
-            f"| {algo} | {fmt(finals['fp32'])} | {fmt(finals['bf16'])} | {diff:+.1f} | {'yes' if ok else '**no**'} "
+            f"| {algo} | {fmt(finals['fp32'])} | {fmt(finals['bf16'])} | {diff:+.1f} | {noise} "
             f"| {rates['fp32']} | {rates['bf16']} |"
         )
     return lines
@@ -100,10 +102,10 @@ def table(args: argparse.Namespace, metric: str) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algos", nargs="+", default=ALGOS)
-    p.add_argument("--task", default="arm", help="task config with scripted demos (arm, pusher)")
+    p.add_argument("--task", help="task config: its scripted demos (arm (default), pusher), or the task of --dataset")
     p.add_argument("--quality", default="medium", choices=offline_scores.QUALITIES)
     p.add_argument("--dataset", help="a D4RL-layout (or Minari) log instead of the built-in demos")
-    p.add_argument("--env-id", default="Hopper-v5", help="environment of --dataset")
+    p.add_argument("--env-id", help="environment of --dataset (default: the task's)")
     p.add_argument("--metric", choices=["success_rate", "normalized_score", "mean_return"])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=3000)
@@ -112,6 +114,9 @@ def main() -> None:
     p.add_argument("--runs", type=Path, default=Path("runs/precision_parity"))
     p.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. train.threads=1")
     args = p.parse_args()
+    if args.dataset and not (args.task or args.env_id):
+        p.error("--dataset needs --task (the log's task config) or --env-id (its environment)")
+    args.task = args.task or (None if args.dataset else "arm")
     metric = args.metric or ("normalized_score" if args.dataset else "success_rate")
     auto = resolve_precision("auto", torch.device("cpu"))
     if auto.dtype != "bf16":
