@@ -18,8 +18,8 @@ def machine() -> str:
     cores = torch.get_num_threads()
     auto = resolve_precision("auto", torch.device("cpu"))
     if auto.dtype == "bf16":
-        gains = sorted(name for name, cls in ALGORITHMS.items() if cls.bf16_pays)
-        auto = Precision("bf16", f"{auto.reason}; for {', '.join(gains)}; fp32 for the rest")
+        same = sorted(name for name, cls in ALGORITHMS.items() if cls.bf16_parity)
+        auto = Precision("bf16", f"{auto.reason}; for {', '.join(same)}; fp32 for the rest")
     return (
         f"{model} ({', '.join(isa) or 'no AVX-512/AMX'}; torch kernels {torch.backends.cpu.get_cpu_capability()}), "
         f"torch threads {cores}, train.precision=auto -> {auto.describe()}, Python {platform.python_version()}, "

@@ -125,7 +125,7 @@ class TrainConfig:
     normalize_observations: bool = True
     grad_clip: float | None = None
     compile: bool = False  # torch.compile the update (measured no faster on CPU: benchmarks/throughput.py)
-    precision: str = "auto"  # auto (bf16 where native and the algorithm gains) | fp32 | bf16 (training/precision.py)
+    precision: str = "auto"  # auto (bf16 where native and parity measured) | fp32 | bf16 (training/precision.py)
     flush_denormal: bool = True  # subnormal floats slow Cal-QL's backward ~2.5x on CPU
     progress: bool = True
 

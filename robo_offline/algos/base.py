@@ -37,10 +37,10 @@ class Algorithm(nn.Module):
     config_class: ClassVar[type[AlgoConfig]] = AlgoConfig
     # Uses `batch.mc_returns` as a lower bound on the value (Cal-QL): runs refuse data where none is known.
     needs_return_bound: ClassVar[bool] = False
-    # Whether bf16 autocast speeds this update up where bf16 matmul is native (`train.precision=auto`):
-    # only updates dominated by large GEMMs gain; small-network updates are bound by per-op overhead,
-    # which autocast's casts add to (benchmarks/throughput.py; the README has the measured table).
-    bf16_pays: ClassVar[bool] = False
+    # Whether `train.precision=auto` may train this algorithm in bf16 where bf16 matmul is native: true where
+    # benchmarks/precision_parity.py measured the same learning as fp32 (README, "Speed"), false where it
+    # differed or was not measured.
+    bf16_parity: ClassVar[bool] = False
 
     def __init__(self, cfg: AlgoConfig, obs_dim: int, act_dim: int):
         super().__init__()

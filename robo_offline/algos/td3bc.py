@@ -48,6 +48,7 @@ def td3bc_actor_loss(q: Tensor, pi: Tensor, act: Tensor, alpha: float) -> tuple[
 
 class TD3BC(Algorithm):
     config_class = TD3BCConfig
+    bf16_parity = True  # arm and Hopper: the same success / score as fp32 within seed noise
 
     def __init__(self, cfg: TD3BCConfig, obs_dim: int, act_dim: int):
         super().__init__(cfg, obs_dim, act_dim)

@@ -3,8 +3,8 @@
 Native bf16 matmul means a CPU with AMX tiles (about 5x its fp32 rate) or a CUDA device of compute
 capability 8.0 or newer. A CPU with AVX512-BF16 but no AMX runs bf16 slower than fp32, and one with
 neither emulates it, so `auto` keeps fp32 there (benchmarks/throughput.py measures both). Where bf16 is
-native, `auto` still keeps fp32 for algorithms whose update is too small to gain (`Algorithm.bf16_pays`:
-BC's and IQL's 256 x 256 updates are bound by per-op overhead and ran 0.6-1.0x in bf16 on an AMX Xeon).
+native, `auto` still keeps fp32 for an algorithm not shown to learn the same in bf16 (`Algorithm.bf16_parity`,
+measured by benchmarks/precision_parity.py: IQL on Hopper scored 54 in bf16 against 34 in fp32).
 
 Under autocast only the matmuls run in bf16: the network library casts every network output back to
 fp32 (`robo_offline.algos.nets`), so Bellman targets, log-probabilities, CQL's logsumexp and every
@@ -57,14 +57,14 @@ def native_bf16(device: torch.device) -> tuple[bool, str]:
     return False, f"no native bf16 known for {device.type}"
 
 
-def resolve_precision(setting: str, device: torch.device, bf16_pays: bool = True) -> Precision:
-    """`train.precision` on `device` for an update that does (`bf16_pays`, `Algorithm.bf16_pays`) or does not
-    gain from bf16 matmuls: `auto` picks bf16 exactly where it is native and pays."""
+def resolve_precision(setting: str, device: torch.device, bf16_parity: bool = True) -> Precision:
+    """`train.precision` on `device` for an algorithm that was (`bf16_parity`, `Algorithm.bf16_parity`) or was
+    not shown to learn the same in bf16: `auto` picks bf16 exactly where it is native and parity holds."""
     if setting not in PRECISIONS:
         raise ValueError(f"train.precision must be one of {PRECISIONS}, got {setting!r}")
     if setting != "auto":
         return Precision(setting, f"train.precision={setting}")
     native, why = native_bf16(device)
-    if native and not bf16_pays:
-        return Precision("fp32", f"auto: {why}, but this small update is bound by per-op overhead, not matmuls")
+    if native and not bf16_parity:
+        return Precision("fp32", f"auto: {why}, but this algorithm is not shown to learn the same in bf16")
     return Precision("bf16" if native else "fp32", f"auto: {why}")

@@ -126,7 +126,7 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.loss_sums: dict[str, Tensor] = {}  # since the last log row; checkpointed so a resume logs the same rows
         self.last_eval: dict[str, Any] = {}
-        self.precision: Precision = resolve_precision(cfg.precision, self.device, algo.bf16_pays)
+        self.precision: Precision = resolve_precision(cfg.precision, self.device, algo.bf16_parity)
 
     def fit(self, start_step: int = 0) -> Any:
         """Train from `start_step` to `cfg.steps`; on SIGINT/SIGTERM checkpoint and raise TrainingInterrupted.
