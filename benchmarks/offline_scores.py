@@ -43,6 +43,14 @@ def dataset_overrides(task: str, quality: str, data_dir: Path, noise: float) -> 
     ]
 
 
+def settle_source(parser: argparse.ArgumentParser, args: argparse.Namespace, default_task: str) -> None:
+    """`--dataset` needs its task config or its env id; without it, `--task` (default `default_task`) names
+    the built-in demos."""
+    if args.dataset and not (args.task or args.env_id):
+        parser.error("--dataset needs --task (the log's task config) or --env-id (its environment)")
+    args.task = args.task or (None if args.dataset else default_task)
+
+
 def mean_std(values: list[float | None]) -> str:
     vals = [v for v in values if v is not None]
     if not vals:
@@ -151,9 +159,7 @@ def main() -> None:
     p.add_argument("--runs", type=Path, default=Path("runs/offline_scores"))
     p.add_argument("overrides", nargs="*", help="extra config overrides, e.g. train.batch_size=512")
     args = p.parse_args()
-    if args.dataset and not (args.task or args.env_id):
-        p.error("--dataset needs --task (the log's task config) or --env-id (its environment)")
-    args.task = args.task or (None if args.dataset else "pusher")
+    settle_source(p, args, default_task="pusher")
     rows = run(args)
     budget = f"{args.steps} updates per run, {args.seeds} seeds, {args.eval_episodes} evaluation episodes"
     print(f"\nmachine: {machine()}\n{budget}, mean +- std over seeds\n")

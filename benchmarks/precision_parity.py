@@ -114,9 +114,7 @@ def main() -> None:
     p.add_argument("--runs", type=Path, default=Path("runs/precision_parity"))
     p.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. train.threads=1")
     args = p.parse_args()
-    if args.dataset and not (args.task or args.env_id):
-        p.error("--dataset needs --task (the log's task config) or --env-id (its environment)")
-    args.task = args.task or (None if args.dataset else "arm")
+    offline_scores.settle_source(p, args, default_task="arm")
     metric = args.metric or ("normalized_score" if args.dataset else "success_rate")
     auto = resolve_precision("auto", torch.device("cpu"))
     if auto.dtype != "bf16":
