@@ -16,7 +16,6 @@ of two means), and the median updates/s of each. Not part of CI: tens of minutes
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import statistics
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import offline_scores
 import torch
 
+from robo_offline.training.metrics import read_csv
 from robo_offline.training.precision import resolve_precision
 
 from _machine import machine
@@ -35,10 +35,8 @@ PRECISIONS = ("fp32", "bf16")
 def updates_per_s(run_dir: Path) -> float | None:
     """Median of the run's logged update rates (train.csv), or None if it logged none."""
     path = run_dir / "train.csv"
-    if not path.is_file():
-        return None
-    with open(path, newline="") as f:
-        rates = [float(r["updates_per_s"]) for r in csv.DictReader(f) if r.get("updates_per_s") not in (None, "")]
+    logged = read_csv(path).get("updates_per_s", []) if path.is_file() else []
+    rates = [r for r in logged if not math.isnan(r)]
     return statistics.median(rates) if rates else None
 
 
@@ -50,11 +48,6 @@ def within_noise(a: list[float], b: list[float]) -> tuple[float, bool | None]:
         return diff, None
     se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
     return diff, abs(diff) <= 2 * se
-
-
-def fmt(values: list[float]) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.1f} +- {sd:.1f}"
 
 
 def train_all(args: argparse.Namespace, precision: str) -> None:
@@ -92,10 +85,8 @@ def table(args: argparse.Namespace, metric: str) -> list[str]:
             rates[precision] = f"{statistics.median(speeds):.0f}" if speeds else "n/a"
         diff, ok = within_noise(finals["fp32"], finals["bf16"])
         noise = "n/a" if ok is None else "yes" if ok else "**no**"
-        lines.append(
-            f"| {algo} | {fmt(finals['fp32'])} | {fmt(finals['bf16'])} | {diff:+.1f} | {noise} "
-            f"| {rates['fp32']} | {rates['bf16']} |"
-        )
+        scores = " | ".join(offline_scores.mean_std(finals[p]) for p in PRECISIONS)
+        lines.append(f"| {algo} | {scores} | {diff:+.1f} | {noise} | {rates['fp32']} | {rates['bf16']} |")
     return lines
 
 
