@@ -7,6 +7,8 @@ import torch
 from builders import tiny_bc, tiny_bc_sampler
 
 from robo_offline import config as config_lib
+from robo_offline.algos import ALGORITHMS
+from robo_offline.algos.bc import BC
 from robo_offline.training import precision as precision_lib
 from robo_offline.training.checkpoint import load_checkpoint
 from robo_offline.training.precision import resolve_precision
@@ -25,8 +27,6 @@ def test_auto_picks_bf16_exactly_where_the_cpu_has_amx(monkeypatch, amx, expecte
 
 def test_auto_keeps_fp32_for_algorithms_without_measured_bf16_parity(monkeypatch, tmp_path):
     """On an AMX CPU an algorithm not shown to learn the same in bf16 (IQL: Hopper 54 vs 34) stays fp32."""
-    from robo_offline.algos import ALGORITHMS
-
     monkeypatch.setattr(precision_lib, "cpu_has_amx", lambda: True)
     kept = resolve_precision("auto", CPU, bf16_parity=False)
     assert kept.dtype == "fp32" and "with AMX" in kept.reason
@@ -84,8 +84,6 @@ def test_precision_is_saved_and_a_resumed_bf16_run_stays_bit_identical(tmp_path)
 
 def test_resume_keeps_the_precision_the_run_trained_in(tmp_path, monkeypatch):
     """A run started in fp32 on a machine without AMX stays fp32 when resumed where auto would pick bf16."""
-    from robo_offline.algos.bc import BC
-
     monkeypatch.setattr(BC, "bf16_parity", True)  # so that auto would pick bf16 on AMX (whatever BC's own flag)
     monkeypatch.setattr(precision_lib, "cpu_has_amx", lambda: False)
     _fit(tmp_path, 20, "auto")
