@@ -38,6 +38,18 @@ def test_single_output_layer_equals_the_batched_matmul():
     torch.testing.assert_close(layer(x), torch.baddbmm(layer.bias, x, layer.weight), rtol=0, atol=1e-5)
 
 
+def test_single_output_layer_keeps_bf16_activations_in_bf16_under_autocast():
+    """Under bf16 autocast the Q head is a bf16 matmul: the fp32 dot product would promote the activations to fp32
+    (the slow path measured on AMX CPUs); its values agree with fp32 within bf16 rounding."""
+    torch.manual_seed(0)
+    layer = EnsembleLinear(256, 1, 2)
+    x = torch.randn(2, 300, 256)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q = layer(x.bfloat16())
+    assert q.dtype == torch.bfloat16
+    torch.testing.assert_close(q.float(), layer(x), rtol=0.02, atol=0.1)
+
+
 def test_cql_critic_loss_is_unchanged_by_the_batched_path(monkeypatch):
     """Cal-QL's whole critic loss (data, uniform, policy and backup actions) equals one critic call per action's."""
     torch.manual_seed(0)
