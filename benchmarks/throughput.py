@@ -51,6 +51,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from robo_offline.algos import ALGORITHMS
 from robo_offline.data import Batch
 from robo_offline.data.dataset import TransitionDataset
+from robo_offline.training.cpu_tuning import KEEP_MMAP, KEEP_TRIM, denormals_flushed, freed_memory_cached
 
 from _machine import machine
 from _timing import timed_loop
@@ -96,16 +97,6 @@ def build_algo(name: str, hidden: list[int], total_steps: int) -> Any:
     cfg = cls.config_class()
     cfg.hidden_dims = list(hidden)
     return cls(cfg, OBS_DIM, ACT_DIM).setup(total_steps)
-
-
-@contextlib.contextmanager
-def flush_denormal() -> Any:
-    """CPU flush-to-zero / denormals-are-zero for the duration (process-global, so restored after)."""
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
 
 
 @dataclass
@@ -294,7 +285,7 @@ def measure_ours(
         with ctx:
             return update(batch)
 
-    with flush_denormal() if variant.ftz else contextlib.nullcontext():
+    with denormals_flushed(variant.ftz):
         return _measure(name, threads, variant, args, algo, update, sample, step)
 
 
@@ -390,7 +381,10 @@ def run_d3rlpy(args: argparse.Namespace, algos: list[str]) -> tuple[dict[tuple[s
             "--dataset-size", str(args.dataset_size), "--seed", str(args.seed), "--out", str(out),
         ]  # fmt: skip
         print(f"[d3rlpy] running worker in {args.d3rlpy_venv}", file=sys.stderr, flush=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tempfile.gettempdir())
+        env = os.environ.copy()
+        if args.d3rlpy_cache_freed_memory:  # glibc's tunables: the same setting as ours, from outside the process
+            env.update(MALLOC_MMAP_THRESHOLD_=str(KEEP_MMAP), MALLOC_TRIM_THRESHOLD_=str(KEEP_TRIM))
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tempfile.gettempdir(), env=env)
         if proc.returncode != 0 or not out.exists():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             return {}, {"status": f"worker failed (rc {proc.returncode}): {' | '.join(tail)}"}
@@ -548,6 +542,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flush-denormal", action="store_true",
                    help="also measure fp32 with torch.set_flush_denormal(True) (subnormals -> 0)")  # fmt: skip
     p.add_argument("--no-d3rlpy", action="store_true", help="skip the d3rlpy comparison")
+    p.add_argument("--no-cache-freed-memory", action="store_true",
+                   help="time ours without train.cache_freed_memory (on by default, as in the trainer)")  # fmt: skip
+    p.add_argument("--d3rlpy-cache-freed-memory", action="store_true",
+                   help="run d3rlpy with our glibc setting (MALLOC_*_THRESHOLD_); it sets none itself")  # fmt: skip
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also profile N updates per (algo, threads): top aten ops by self time")  # fmt: skip
     p.add_argument("--d3rlpy-venv", default=str(HERE / ".venv-d3rlpy"))
@@ -558,6 +556,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    with freed_memory_cached(not args.no_cache_freed_memory) as cached:
+        run(args, cached)
+
+
+def run(args: argparse.Namespace, cached: bool) -> None:
     variants = [Variant("fp32")]
     if args.bf16:
         variants.append(Variant("bf16", bf16=True))
@@ -608,13 +611,16 @@ def main(argv: list[str] | None = None) -> None:
         "dataset_size": args.dataset_size,
         "peaks_gflops": {f"{k[1]}@{k[0]}": v for k, v in peaks.items()},
         "d3rlpy": d3_info,
+        "cache_freed_memory": cached,
+        "d3rlpy_cache_freed_memory": args.d3rlpy_cache_freed_memory,
     }
     print()
     print(f"machine: {machine()}")
     print(
         f"Update throughput: batch {args.batch_size}, hidden {args.hidden}, obs {OBS_DIM}, act {ACT_DIM}, "
         f"{args.steps} timed updates after {args.warmup} warm-up (median of {args.repeats} chunks), "
-        f"torch {torch.__version__}"
+        f"torch {torch.__version__}; ours with freed blocks cached (train.cache_freed_memory): {cached}"
+        + ("" if args.no_d3rlpy else f", d3rlpy: {args.d3rlpy_cache_freed_memory}")
     )
     peaks_text = ", ".join(f"{k}: {v:.1f} GFLOP/s" for k, v in meta["peaks_gflops"].items())
     print(f"Matmul peak (square {args.peak_size} mm): {peaks_text}")
