@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
-from robo_offline.algos.base import AlgoConfig, Algorithm
+from robo_offline.algos.base import AlgoConfig, Algorithm, adam
 from robo_offline.algos.nets import DeterministicActor
 from robo_offline.data import Batch
 
@@ -27,7 +26,7 @@ class BC(Algorithm):
         self.actor = DeterministicActor(obs_dim, act_dim, cfg.hidden_dims)
 
     def build_optimizers(self) -> None:
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.lr)
+        self.optimizers["actor"] = adam(self.actor.parameters(), lr=self.cfg.lr)
 
     def learning_rate(self, optimizer: str) -> float:
         return self.cfg.lr

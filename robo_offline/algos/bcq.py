@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from robo_offline.algos.base import AlgoConfig, Algorithm
+from robo_offline.algos.base import AlgoConfig, Algorithm, adam
 from robo_offline.algos.nets import ConditionalVAE, Critic, PerturbationActor, VAEDecoder, frozen_call, soft_update
 from robo_offline.data import Batch
 
@@ -111,9 +111,9 @@ class BCQ(Algorithm):
 
     def build_optimizers(self) -> None:
         cfg = self.cfg
-        self.optimizers["vae"] = torch.optim.Adam(self.vae.parameters(), lr=cfg.vae_lr)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["vae"] = adam(self.vae.parameters(), lr=cfg.vae_lr)
+        self.optimizers["actor"] = adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.optimizers["critic"] = adam(self.critic.parameters(), lr=cfg.critic_lr)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         cfg = self.cfg

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from robo_offline.algos import algorithm_class
-from robo_offline.algos.base import AlgoConfig, Algorithm
+from robo_offline.algos.base import AlgoConfig, Algorithm, adam
 from robo_offline.algos.nets import TanhGaussianActor
 
 ONLINE = ("calql", "cql", "sac", "iql")  # algorithms with an online update of their own
@@ -71,7 +71,7 @@ def distill_policy(
     A tanh-Gaussian actor (Cal-QL, CQL, SAC) regresses its mean onto the teacher's action and its log-std onto
     `DISTILLED_LOG_STD`; other actors (IQL's fixed-std Gaussian) maximise the teacher action's likelihood.
     """
-    opt = torch.optim.Adam(target.actor.parameters(), lr=lr)
+    opt = adam(target.actor.parameters(), lr=lr)
     loss = torch.zeros(())
     for _ in range(steps):
         obs = observations[torch.randint(0, len(observations), (batch_size,), device=observations.device)]

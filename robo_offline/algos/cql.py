@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from robo_offline.algos.base import adam
 from robo_offline.algos.nets import frozen_call, soft_update
 from robo_offline.algos.sac import (
     SAC,
@@ -102,7 +103,7 @@ class CQL(SAC):
     def build_optimizers(self) -> None:
         super().build_optimizers()
         if self.cfg.lagrange:
-            self.optimizers["alpha_prime"] = torch.optim.Adam([self.log_alpha_prime], lr=self.cfg.critic_lr)
+            self.optimizers["alpha_prime"] = adam([self.log_alpha_prime], lr=self.cfg.critic_lr)
 
     def learning_rate(self, optimizer: str) -> float:
         return self.cfg.critic_lr if optimizer == "alpha_prime" else super().learning_rate(optimizer)

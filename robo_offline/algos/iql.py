@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from robo_offline.algos.base import ActorCritic, AlgoConfig
+from robo_offline.algos.base import ActorCritic, AlgoConfig, adam
 from robo_offline.algos.nets import Critic, FixedStdGaussianActor, ValueFunction, soft_update
 from robo_offline.data import Batch
 
@@ -83,9 +83,9 @@ class IQL(ActorCritic):
 
     def build_optimizers(self) -> None:
         cfg = self.cfg
-        self.optimizers["value"] = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["value"] = adam(self.value.parameters(), lr=cfg.value_lr)
+        self.optimizers["actor"] = adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.optimizers["critic"] = adam(self.critic.parameters(), lr=cfg.critic_lr)
 
     def build_schedulers(self) -> None:
         if self.cfg.actor_schedule == "cosine":

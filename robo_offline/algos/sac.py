@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from robo_offline.algos.base import ActorCritic, AlgoConfig
+from robo_offline.algos.base import ActorCritic, AlgoConfig, adam
 from robo_offline.algos.nets import Critic, TanhGaussianActor, frozen_call, official_init_, soft_update
 from robo_offline.data import Batch
 
@@ -65,9 +65,9 @@ class SAC(ActorCritic):
 
     def build_optimizers(self) -> None:
         cfg = self.cfg
-        self.optimizers["alpha"] = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.optimizers["alpha"] = adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.optimizers["actor"] = adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.optimizers["critic"] = adam(self.critic.parameters(), lr=cfg.critic_lr)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         shape = batch.actions.shape[-2:]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from robo_offline.algos.base import AlgoConfig, Algorithm
+from robo_offline.algos.base import AlgoConfig, Algorithm, adam
 from robo_offline.algos.nets import Critic, DeterministicActor, frozen_call, soft_update
 from robo_offline.data import Batch
 
@@ -59,8 +59,8 @@ class TD3BC(Algorithm):
         self._last_actor: dict[str, Tensor] = {}
 
     def build_optimizers(self) -> None:
-        self.optimizers["actor"] = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.actor_lr)
-        self.optimizers["critic"] = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.critic_lr)
+        self.optimizers["actor"] = adam(self.actor.parameters(), lr=self.cfg.actor_lr)
+        self.optimizers["critic"] = adam(self.critic.parameters(), lr=self.cfg.critic_lr)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         self.updates += 1

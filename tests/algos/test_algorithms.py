@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,7 @@ from builders import ACT, OBS, algorithm_cases, random_batch
 from torch import Tensor
 
 from robo_offline.algos import Algorithm, algorithm_class
+from robo_offline.algos.base import adam
 
 torch.set_num_threads(1)
 STEPS = 201  # odd: the resume lands between TD3+BC's delayed updates
@@ -180,3 +182,24 @@ def test_conservative_methods_start_as_the_official_code(name: str):
     if name == "calql":  # orthogonal hidden layers, as the official conservative_sac_main
         w = algo.critic.net.layers[0].weight[0]
         torch.testing.assert_close(w @ w.T, 2.0 * torch.eye(w.shape[0]), atol=1e-4, rtol=0)  # (in, out), in < out
+
+
+@pytest.mark.parametrize(("name", "overrides"), CASES, ids=IDS)
+def test_every_optimiser_is_fused_on_cpu(name: str, overrides: dict[str, Any]):
+    algo = make(name, 0, **overrides)
+    assert all(o.defaults["fused"] for o in algo.optimizers.values())
+
+
+def test_fused_adam_makes_the_per_tensor_update():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(11, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3))
+    twin = copy.deepcopy(net)
+    fused, plain = adam(net.parameters(), 1e-3), torch.optim.Adam(twin.parameters(), lr=1e-3, foreach=False)
+    x = torch.randn(64, 11)
+    for _ in range(20):
+        for model, opt in ((net, fused), (twin, plain)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(net.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
