@@ -41,8 +41,8 @@ class TransitionDataset:
     Episodes are contiguous row ranges; each ends at a terminal (`terminals` = 1) or a timeout
     (`timeouts` = 1: cut by a time limit, a gap in the log or the end of the data, so
     bootstrapping continues through it). `mc_returns` is the discounted return-to-go inside the
-    episode (see `compute_mc_returns`). Keeping everything in device tensors makes `sample` a
-    handful of index_select calls with no host round trip.
+    episode (see `compute_mc_returns`), computed on first use when not given. Keeping everything
+    in device tensors makes `sample` a handful of index_select calls with no host round trip.
     """
 
     def __init__(
@@ -54,7 +54,7 @@ class TransitionDataset:
         terminals: Tensor,
         timeouts: Tensor,
         episode_ids: Tensor,
-        mc_returns: Tensor,
+        mc_returns: Tensor | None = None,
         *,
         metadata: dict | None = None,
         gamma: float = 0.99,
@@ -67,7 +67,7 @@ class TransitionDataset:
         self.terminals = terminals.contiguous()
         self.timeouts = timeouts.contiguous()
         self.episode_ids = episode_ids.contiguous()
-        self.mc_returns = mc_returns.contiguous()
+        self._mc_returns = None if mc_returns is None else mc_returns.contiguous()
         self.metadata = dict(metadata or {})
         self.gamma = float(gamma)
         self._n_episodes = n_episodes
@@ -79,12 +79,11 @@ class TransitionDataset:
     def from_raw(
         cls, raw: RawTransitions, gamma: float = 0.99, device: str | torch.device = "cpu"
     ) -> TransitionDataset:
-        """Tensors from validated numpy arrays: episode ids and MC returns computed here, once."""
+        """Tensors from validated numpy arrays, with episode ids; MC returns come on first use."""
         ends = raw.episode_ends()
         timeouts = ends & ~raw.terminals  # every end that is not terminal, incl. the end of data
         end_rows = np.flatnonzero(ends)
         episode_ids = np.repeat(np.arange(len(end_rows), dtype=np.int64), np.diff(end_rows, prepend=-1))
-        mc_returns = compute_mc_returns(raw.rewards, raw.terminals, ends, gamma)
         metadata = {"source": raw.path, "format": raw.format, "n_dropped": 0, **raw.metadata}
         return cls(
             _to_tensor(raw.observations, device),
@@ -94,7 +93,6 @@ class TransitionDataset:
             _to_tensor(raw.terminals.astype(np.float32), device),
             _to_tensor(timeouts.astype(np.float32), device),
             _to_tensor(episode_ids, device),
-            _to_tensor(mc_returns, device),
             metadata=metadata,
             gamma=gamma,
             n_episodes=len(end_rows),
@@ -133,13 +131,22 @@ class TransitionDataset:
         device = torch.device(device)
         if device == self.device:
             return self
-        return self._replace(**{name: getattr(self, name).to(device) for name in _TENSOR_FIELDS})
+        moved = {name: getattr(self, name).to(device) for name in _TENSOR_FIELDS if name != "mc_returns"}
+        return self._replace(**moved, mc_returns=None if self._mc_returns is None else self._mc_returns.to(device))
 
     # ------------------------------------------------------------------ sizes
 
     @property
     def device(self) -> torch.device:
         return self.observations.device
+
+    @property
+    def mc_returns(self) -> Tensor:
+        """(N,) discounted return-to-go (`compute_mc_returns`), computed once on first use: a load does not pay for
+        it, and the training path replaces it (relabelled rewards, training units) before drawing a batch."""
+        if self._mc_returns is None:
+            self._mc_returns = self._mc_returns_of(self.rewards)
+        return self._mc_returns
 
     @property
     def n_transitions(self) -> int:
@@ -214,9 +221,7 @@ class TransitionDataset:
         if rewards.shape != (self.n_transitions,):
             raise ValueError(f"reward {name!r} gave {rewards.shape[0]} values for {self.n_transitions} transitions")
         rewards_t = torch.from_numpy(rewards).to(self.device)
-        return self._replace(
-            rewards=rewards_t, mc_returns=self._mc_returns_of(rewards_t), metadata={**self.metadata, "reward": name}
-        )
+        return self._replace(rewards=rewards_t, metadata={**self.metadata, "reward": name})
 
     def with_last_actions(self, initial: Tensor | np.ndarray) -> TransitionDataset:
         """Observations followed by the episode's previous executed action (`initial` on its first step).
@@ -274,7 +279,9 @@ class TransitionDataset:
     # ------------------------------------------------------------------ internals
 
     def _replace(self, **changes) -> TransitionDataset:
-        fields = {name: getattr(self, name) for name in _TENSOR_FIELDS}
+        """A dataset with some fields changed; new rewards without new returns leave the returns to first use."""
+        fields = {name: getattr(self, name) for name in _TENSOR_FIELDS if name != "mc_returns"}
+        fields["mc_returns"] = None if "rewards" in changes else self._mc_returns
         fields.update({k: v for k, v in changes.items() if k in _TENSOR_FIELDS})
         return TransitionDataset(
             **fields,
@@ -301,14 +308,16 @@ class TransitionDataset:
             raise ValueError("observations and next_observations must both be (N, obs_dim)")
         if self.actions.ndim != 2 or self.actions.shape[0] != n:
             raise ValueError("actions must be (N, act_dim)")
+        given = {name: getattr(self, "_" + name if name == "mc_returns" else name) for name in _TENSOR_FIELDS}
+        given = {name: t for name, t in given.items() if t is not None}
         for name in ("rewards", "terminals", "timeouts", "episode_ids", "mc_returns"):
-            if getattr(self, name).shape != (n,):
-                raise ValueError(f"{name} must have shape ({n},), got {tuple(getattr(self, name).shape)}")
-        for name in _TENSOR_FIELDS:
+            if name in given and given[name].shape != (n,):
+                raise ValueError(f"{name} must have shape ({n},), got {tuple(given[name].shape)}")
+        for name, tensor in given.items():
             expected = torch.int64 if name == "episode_ids" else torch.float32
-            if getattr(self, name).dtype != expected:
-                raise ValueError(f"{name} must be {expected}, got {getattr(self, name).dtype}")
-        devices = {getattr(self, name).device for name in _TENSOR_FIELDS}
+            if tensor.dtype != expected:
+                raise ValueError(f"{name} must be {expected}, got {tensor.dtype}")
+        devices = {tensor.device for tensor in given.values()}
         if len(devices) != 1:
             raise ValueError(f"all tensors must be on one device, found {devices}")
 

@@ -145,6 +145,29 @@ def test_relabelled_rewards_come_from_the_function_and_the_returns_follow(datase
     assert out.metadata["reward"] == "mine" and "reward" not in dataset.metadata
 
 
+def test_mc_returns_are_computed_once_on_first_use_and_not_by_a_load(tmp_path, episodes, monkeypatch):
+    from robo_offline.data import dataset as dataset_module
+
+    calls = []
+    compute = dataset_module.compute_mc_returns
+    monkeypatch.setattr(dataset_module, "compute_mc_returns", lambda *a: calls.append(1) or compute(*a))
+    root = write_minari_dataset(
+        tmp_path / "ds",
+        episodes,
+        dataset_id="robo-offline/lazy-v0",
+        env_id=None,
+        observation_space=gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+        action_space=gym.spaces.Box(-1, 1, (2,), np.float32),
+    )
+    loaded = load_dataset(root, gamma=0.9)
+    assert calls == []
+    ends = (loaded.terminals + loaded.timeouts).numpy() > 0
+    expected = reference_returns(loaded.rewards.numpy(), ends, 0.9)
+    np.testing.assert_allclose(loaded.mc_returns.numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(loaded.sample(64, torch.Generator().manual_seed(0)).mc_returns.min(), expected.min())
+    assert calls == [1]
+
+
 def test_with_last_actions_appends_the_episodes_previous_action(dataset, episodes):
     initial = torch.tensor([0.5, -0.5])
     out = dataset.with_last_actions(initial)
