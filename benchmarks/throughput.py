@@ -15,6 +15,9 @@ Next to updates/s it reports:
     back to back with the same ops, shapes, strides and dtypes (recorded under a dispatch
     mode). Small GEMMs (256 x 14 x 256, 2560 x 256 x 256...) never reach the big-square peak,
     so this is the honest ceiling; it is also the fraction of the step that is GEMM time.
+  * "as trained": the variant the trainer runs by default on this machine (`train.precision=auto` for
+    the algorithm, denormals flushed, freed memory cached), against d3rlpy; measured when the run
+    includes that variant (`--bf16` where auto picks bf16, `--flush-denormal` where it picks fp32).
   * d3rlpy's same algorithms (optional), run in their own virtual environment
     (`benchmarks/.venv-d3rlpy`, created on first use) by `_d3rlpy_worker.py`.
 
@@ -52,6 +55,7 @@ from robo_offline.algos import ALGORITHMS
 from robo_offline.data import Batch
 from robo_offline.data.dataset import TransitionDataset
 from robo_offline.training.cpu_tuning import KEEP_MMAP, KEEP_TRIM, denormals_flushed, freed_memory_cached
+from robo_offline.training.precision import resolve_precision
 
 from _machine import machine
 from _timing import timed_loop
@@ -101,8 +105,8 @@ def build_algo(name: str, hidden: list[int], total_steps: int) -> Any:
 
 @dataclass
 class Variant:
-    """How `update` is run: plain fp32, under bf16 autocast (as the trainer does), compiled, or
-    fp32 with subnormal floats flushed to zero (`torch.set_flush_denormal(True)`)."""
+    """How `update` is run: plain fp32, under bf16 autocast with subnormals flushed (as the trainer runs bf16),
+    compiled, or fp32 with subnormal floats flushed to zero (`torch.set_flush_denormal(True)`, the trainer's fp32)."""
 
     name: str
     bf16: bool = False
@@ -463,6 +467,7 @@ def build_rows(
             elif args.flush_denormal:
                 z = ours[(name, t, "ftz")]
                 row.update(ftz_ups=z["ups"], ftz_speedup=z["ups"] / r["ups"])
+            row.update(as_trained(name, t, ours, row, args))
             if args.compile and "error" in ours[(name, t, "compile")]:
                 notes.append(f"torch.compile failed: {ours[(name, t, 'compile')]['error']}")
             elif args.compile:
@@ -471,6 +476,18 @@ def build_rows(
                            compile_graphs=c["graphs"], compile_graph_breaks=c["graph_breaks"])  # fmt: skip
             rows.append(row)
     return rows
+
+
+def as_trained(name: str, t: int, ours: dict, row: dict, args: argparse.Namespace) -> dict[str, Any]:
+    """Updates/s of the variant the trainer runs by default here: `train.precision=auto` for this algorithm on this
+    CPU (training/precision.py), denormals flushed (`train.flush_denormal`), when that variant was measured."""
+    dtype = resolve_precision("auto", torch.device("cpu"), ALGORITHMS[name].bf16_parity).dtype
+    variant = "bf16" if dtype == "bf16" else ("ftz" if args.flush_denormal else None)
+    r = ours.get((name, t, variant))
+    if r is None or "error" in r:
+        return {"auto_variant": variant}
+    d3 = row.get("d3rlpy_ups")
+    return {"auto_variant": variant, "auto_ups": r["ups"], "auto_vs_d3rlpy": r["ups"] / d3 if d3 else None}
 
 
 def markdown(rows: list[dict], args: argparse.Namespace) -> str:
@@ -498,6 +515,10 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
                  ("compile time s", "compile_s", ".0f")]  # fmt: skip
     if args.flush_denormal:
         cols += [("FTZ upd/s", "ftz_ups", ".0f"), ("FTZ x", "ftz_speedup", ".2f")]
+    if any(r.get("auto_ups") for r in rows):
+        cols += [("as trained: auto", "auto_variant", "s"), ("as trained upd/s", "auto_ups", ".0f")]
+        if not args.no_d3rlpy:
+            cols += [("as trained / d3rlpy", "auto_vs_d3rlpy", ".2f")]
     lines = ["| " + " | ".join(c[0] for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(fmt(row.get(k), spec) for _, k, spec in cols) + " |")
@@ -563,7 +584,7 @@ def main(argv: list[str] | None = None) -> None:
 def run(args: argparse.Namespace, cached: bool) -> None:
     variants = [Variant("fp32")]
     if args.bf16:
-        variants.append(Variant("bf16", bf16=True))
+        variants.append(Variant("bf16", bf16=True, ftz=True))
     if args.compile:
         variants.append(Variant("compile", compile=True))
     if args.flush_denormal:
