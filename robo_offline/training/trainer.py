@@ -123,7 +123,8 @@ class Trainer:
         self.before_update = before_update
         self.generators = generators or {}
         self.device = next(algo.parameters()).device
-        self.update = _compiled(algo.update) if cfg.compile else algo.update
+        self.update = _compiled(algo.update, self.device) if cfg.compile else algo.update
+        self.cuda_graphs = cfg.compile and self.device.type == "cuda"  # outputs are the graph's, reused next step
         self.metrics = MetricsLogger(self.run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.last_checkpoint: Path | None = None
@@ -166,6 +167,8 @@ class Trainer:
             for step in bar:
                 extra = self.before_update(step) if self.before_update else None
                 batch = self.sample()
+                if self.cuda_graphs:
+                    torch.compiler.cudagraph_mark_step_begin()  # the last step's outputs are consumed (sums, watch)
                 with autocast:
                     losses = self.update(batch)
                 watch.observe(step, losses)
@@ -243,12 +246,16 @@ class Trainer:
         return self.checkpoint_dir / LAST
 
 
-def _compiled(update: Callable[[Batch], dict[str, Tensor]]) -> Callable[[Batch], dict[str, Tensor]]:
+def _compiled(
+    update: Callable[[Batch], dict[str, Tensor]], device: torch.device
+) -> Callable[[Batch], dict[str, Tensor]]:
+    """`torch.compile` of the whole update; on CUDA in "reduce-overhead" mode, which replays it as a CUDA graph
+    (one launch per update instead of hundreds of small kernels)."""
     import torch._dynamo
 
     # Host-side step counters (policy delay, BC warm-up) would otherwise recompile every step.
     torch._dynamo.config.allow_unspec_int_on_nn_module = True
-    return torch.compile(update)
+    return torch.compile(update, mode="reduce-overhead" if device.type == "cuda" else None)
 
 
 def describe_metrics(metrics: dict[str, Any]) -> str:

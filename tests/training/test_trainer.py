@@ -9,6 +9,7 @@ import torch
 from builders import TINY_ACT, TINY_OBS, tiny_bc, tiny_bc_sampler
 
 from robo_offline.algos.bc import BC, BCConfig
+from robo_offline.data import Batch
 from robo_offline.training.checkpoint import load_checkpoint
 from robo_offline.training.trainer import LoopConfig, LossWatch, NonFiniteLossError, Trainer
 
@@ -112,3 +113,30 @@ def test_resume_gives_bit_identical_next_updates(tmp_path):
     trainer.fit(start_step=20)
     for p, q in zip(uninterrupted.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))],
+)
+def test_a_compiled_update_trains_as_the_eager_one(tmp_path, device):
+    """`train.compile`: inductor on CPU; on CUDA a CUDA graph ("reduce-overhead"), whose outputs the loop
+    consumes before the next replay overwrites them."""
+    runs = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        sample, g = tiny_bc_sampler()
+        algo = tiny_bc().to(device).setup(total_steps=100)
+        loop = LoopConfig(30, 10, 1000, 30, progress=False, compile=compiled, precision="fp32")
+        Trainer(algo, on(device, sample), loop, tmp_path / f"{compiled}", generators={"s": g}).fit()
+        rows = csv.DictReader(open(tmp_path / f"{compiled}" / "train.csv"))
+        runs.append((algo, [float(r["actor_loss"]) for r in rows]))
+    (eager, eager_losses), (compiled, compiled_losses) = runs
+    assert compiled_losses == pytest.approx(eager_losses, rel=1e-4)
+    for p, q in zip(eager.parameters(), compiled.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def on(device: str, sample):
+    """`sample`'s batches moved to `device`."""
+    return lambda: Batch(*(t.to(device) for t in sample()))
