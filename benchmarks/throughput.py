@@ -18,6 +18,7 @@ Next to updates/s it reports:
   * "as trained": the variant the trainer runs by default on this machine (`train.precision=auto` for
     the algorithm, denormals flushed, freed memory cached), against d3rlpy; measured when the run
     includes that variant (`--bf16` where auto picks bf16, `--flush-denormal` where it picks fp32).
+  * with `--compile --bf16` also the compiled update under bf16 autocast (as `train.compile` with bf16).
   * d3rlpy's same algorithms (optional), run in their own virtual environment
     (`benchmarks/.venv-d3rlpy`, created on first use) by `_d3rlpy_worker.py`.
 
@@ -474,6 +475,11 @@ def build_rows(
                 c = ours[(name, t, "compile")]
                 row.update(compile_ups=c["ups"], compile_speedup=c["ups"] / r["ups"], compile_s=c["compile_s"],
                            compile_graphs=c["graphs"], compile_graph_breaks=c["graph_breaks"])  # fmt: skip
+            cb = ours.get((name, t, "compile-bf16"))
+            if cb is not None and "error" in cb:
+                notes.append(f"torch.compile in bf16 failed: {cb['error']}")
+            elif cb is not None and "error" not in ours[(name, t, "bf16")]:
+                row.update(compile_bf16_ups=cb["ups"], compile_bf16_speedup=cb["ups"] / ours[(name, t, "bf16")]["ups"])
             rows.append(row)
     return rows
 
@@ -513,6 +519,11 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
     if args.compile:
         cols += [("compile upd/s", "compile_ups", ".0f"), ("compile x", "compile_speedup", ".2f"),
                  ("compile time s", "compile_s", ".0f")]  # fmt: skip
+    if args.compile and args.bf16:
+        cols += [
+            ("compile bf16 upd/s", "compile_bf16_ups", ".0f"),
+            ("compile bf16 / bf16", "compile_bf16_speedup", ".2f"),
+        ]
     if args.flush_denormal:
         cols += [("FTZ upd/s", "ftz_ups", ".0f"), ("FTZ x", "ftz_speedup", ".2f")]
     if any(r.get("auto_ups") for r in rows):
@@ -587,6 +598,8 @@ def run(args: argparse.Namespace, cached: bool) -> None:
         variants.append(Variant("bf16", bf16=True, ftz=True))
     if args.compile:
         variants.append(Variant("compile", compile=True))
+        if args.bf16:  # as train.compile with train.precision=bf16 would run it
+            variants.append(Variant("compile-bf16", bf16=True, ftz=True, compile=True))
     if args.flush_denormal:
         variants.append(Variant("ftz", ftz=True))
 
