@@ -124,7 +124,7 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     normalize_observations: bool = True
     grad_clip: float | None = None
-    compile: bool = False  # torch.compile the update (measured no faster on CPU: benchmarks/throughput.py)
+    compile: bool = False  # torch.compile the update; a CUDA graph on CUDA (no faster on CPU: benchmarks/throughput.py)
     precision: str = "auto"  # auto (bf16 where native and parity measured) | fp32 | bf16 (training/precision.py)
     flush_denormal: bool = True  # subnormal floats slow Cal-QL's backward ~2.5x on CPU
     cache_freed_memory: bool = True  # CPU, glibc: reuse freed blocks, not fresh pages (training/cpu_tuning.py)
