@@ -16,8 +16,7 @@ Next to updates/s it reports:
     mode). Small GEMMs (256 x 14 x 256, 2560 x 256 x 256...) never reach the big-square peak,
     so this is the honest ceiling; it is also the fraction of the step that is GEMM time.
   * "as trained": the variant the trainer runs by default on this machine (`train.precision=auto` for
-    the algorithm, denormals flushed, freed memory cached), against d3rlpy; measured when the run
-    includes that variant (`--bf16` where auto picks bf16, `--flush-denormal` where it picks fp32).
+    the algorithm, denormals flushed, freed memory cached), against d3rlpy; measured in every run.
   * with `--compile --bf16` also the compiled update under bf16 autocast (as `train.compile` with bf16).
   * d3rlpy's same algorithms (optional), run in their own virtual environment
     (`benchmarks/.venv-d3rlpy`, created on first use) by `_d3rlpy_worker.py`.
@@ -468,7 +467,7 @@ def build_rows(
             elif args.flush_denormal:
                 z = ours[(name, t, "ftz")]
                 row.update(ftz_ups=z["ups"], ftz_speedup=z["ups"] / r["ups"])
-            row.update(as_trained(name, t, ours, row, args))
+            row.update(as_trained(name, t, ours, row))
             if args.compile and "error" in ours[(name, t, "compile")]:
                 notes.append(f"torch.compile failed: {ours[(name, t, 'compile')]['error']}")
             elif args.compile:
@@ -484,13 +483,18 @@ def build_rows(
     return rows
 
 
-def as_trained(name: str, t: int, ours: dict, row: dict, args: argparse.Namespace) -> dict[str, Any]:
-    """Updates/s of the variant the trainer runs by default here: `train.precision=auto` for this algorithm on this
-    CPU (training/precision.py), denormals flushed (`train.flush_denormal`), when that variant was measured."""
-    dtype = resolve_precision("auto", torch.device("cpu"), ALGORITHMS[name].bf16_parity).dtype
-    variant = "bf16" if dtype == "bf16" else ("ftz" if args.flush_denormal else None)
-    r = ours.get((name, t, variant))
-    if r is None or "error" in r:
+def trained_variant(name: str) -> Variant:
+    """The variant the trainer runs by default on this machine: `train.precision=auto` for this algorithm on this
+    CPU (training/precision.py), denormals flushed (`train.flush_denormal`)."""
+    bf16 = resolve_precision("auto", torch.device("cpu"), ALGORITHMS[name].bf16_parity).dtype == "bf16"
+    return Variant("bf16" if bf16 else "ftz", bf16=bf16, ftz=True)
+
+
+def as_trained(name: str, t: int, ours: dict, row: dict) -> dict[str, Any]:
+    """Updates/s of the trained variant (always measured), and against d3rlpy."""
+    variant = trained_variant(name).name
+    r = ours[(name, t, variant)]
+    if "error" in r:
         return {"auto_variant": variant}
     d3 = row.get("d3rlpy_ups")
     return {"auto_variant": variant, "auto_ups": r["ups"], "auto_vs_d3rlpy": r["ups"] / d3 if d3 else None}
@@ -614,7 +618,8 @@ def run(args: argparse.Namespace, cached: bool) -> None:
         print(f"[peak] {t} thread(s): " + ", ".join(f"{k[1]} {v:.1f} GFLOP/s" for k, v in peaks.items() if k[0] == t),
               file=sys.stderr, flush=True)  # fmt: skip
         for name in args.algos:
-            for v in variants:
+            trained = trained_variant(name)  # measured in every run, once
+            for v in variants + ([] if trained.name in {v.name for v in variants} else [trained]):
                 try:
                     r = measure_ours(name, t, v, args, dataset)
                 except Exception as e:  # e.g. torch.compile failing on an update: reported, not fatal
