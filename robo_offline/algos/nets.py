@@ -64,7 +64,7 @@ class EnsembleLinear(nn.Module):
             # One output (a Q head) in fp32: a dot product per row. A batched matmul with one output column takes a
             # slow CPU path; measured, Cal-QL's update runs 14 % faster this way (3.4 -> 3.9 updates/s, 2-core AMD
             # EPYC; level on the AMX Xeon). Activations in bf16 (autocast) take the matmul: the product would
-            # promote them to fp32, and the matmul is the fast one there (CQL's update 35 -> 53 updates/s, AMX Xeon).
+            # promote them to fp32, and the matmul is the fast one there (CQL's update 31 -> 56 updates/s, AMX Xeon).
             return (x * self.weight.transpose(1, 2)).sum(-1, keepdim=True) + self.bias
         return torch.baddbmm(self.bias, x, self.weight)
 

@@ -51,10 +51,11 @@ def freed_memory_cached(enabled: bool) -> Iterator[bool]:
 
     torch's CPU allocator is plain malloc. By default glibc maps large blocks fresh and trims freed heap
     memory back to the OS, so each update of CQL or Cal-QL, whose activations are (2, 7936, 256) tensors
-    of 4-16 MiB, page-faults and zeroes that memory anew: measured, CQL's update
-    in bf16 runs 35 -> 53 updates/s with the blocks kept (2-core Xeon with AMX, benchmarks/throughput.py).
-    Peak memory is unchanged; the process just does not shrink between updates. The glibc defaults
-    (128 KiB thresholds) are set back afterwards.
+    of 4-16 MiB, page-faults and zeroes that memory anew. glibc's adaptive threshold avoids this in some runs
+    only; measured, CQL on the arm in bf16 trained at 37.0-37.6 updates/s with the blocks kept and at
+    24.2-35.0 without (2-core Xeon with AMX, two runs each). The cost: the process keeps the memory it freed,
+    up to its peak, instead of returning it between updates. The glibc defaults (128 KiB thresholds) are set
+    back afterwards.
     """
     libc = _glibc() if enabled else None
     if libc is None:
