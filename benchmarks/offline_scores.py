@@ -21,6 +21,7 @@ import statistics
 from pathlib import Path
 
 from robo_offline import config as C
+from robo_offline.algos import ALGORITHMS
 from robo_offline.workflows.context import run_reward
 from robo_offline.workflows.main_job import demo_summary
 from robo_offline.workflows.pretrain import pretrain
@@ -146,7 +147,8 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algos", nargs="+", default=ALGOS)
+    # choices: an override placed after --algos (`--algos cql train.threads=1`) fails here, not as an algorithm
+    p.add_argument("--algos", nargs="+", default=ALGOS, choices=list(ALGORITHMS))
     p.add_argument("--task", help="task config: its scripted demos (pusher (default), arm), or the task of --dataset")
     p.add_argument("--qualities", nargs="+", default=QUALITIES, choices=QUALITIES)
     p.add_argument("--seeds", type=int, default=3)

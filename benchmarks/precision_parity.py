@@ -23,6 +23,7 @@ from pathlib import Path
 import offline_scores
 import torch
 
+from robo_offline.algos import ALGORITHMS
 from robo_offline.training.metrics import read_csv
 from robo_offline.training.precision import resolve_precision
 
@@ -92,7 +93,8 @@ def table(args: argparse.Namespace, metric: str) -> list[str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--algos", nargs="+", default=ALGOS)
+    # choices: an override placed after --algos (`--algos cql train.threads=1`) fails here, not as an algorithm
+    p.add_argument("--algos", nargs="+", default=ALGOS, choices=list(ALGORITHMS))
     p.add_argument("--task", help="task config: its scripted demos (arm (default), pusher), or the task of --dataset")
     p.add_argument("--quality", default="medium", choices=offline_scores.QUALITIES)
     p.add_argument("--dataset", help="a D4RL-layout (or Minari) log instead of the built-in demos")
