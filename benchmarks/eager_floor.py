@@ -27,7 +27,7 @@ from _machine import machine
 from _timing import timed_loop
 
 
-def minimal_bc_step(dataset: Any, batch_size: int, generator: torch.Generator) -> tuple[Callable[[], Any], Any]:
+def minimal_bc_step(dataset: Any, batch_size: int, generator: torch.Generator) -> Callable[[], Any]:
     net = nn.Sequential(
         nn.Linear(OBS_DIM, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, ACT_DIM), nn.Tanh()
     )
@@ -42,12 +42,12 @@ def minimal_bc_step(dataset: Any, batch_size: int, generator: torch.Generator) -
         opt.step()
         return {"loss": loss.detach()}
 
-    return step, net
+    return step
 
 
-def ours_bc_step(dataset: Any, batch_size: int, generator: torch.Generator) -> tuple[Callable[[], Any], Any]:
+def ours_bc_step(dataset: Any, batch_size: int, generator: torch.Generator) -> Callable[[], Any]:
     algo = build_algo("bc", [256, 256], 10**6)
-    return (lambda: algo.update(dataset.sample(batch_size, generator))), algo
+    return lambda: algo.update(dataset.sample(batch_size, generator))
 
 
 def main() -> None:
@@ -60,8 +60,7 @@ def main() -> None:
     runs = {}
     for name, build in (("minimal PyTorch loop", minimal_bc_step), ("robo-offline BC", ours_bc_step)):
         for dtype in ("fp32", "bf16"):
-            step, _ = build(dataset, 256, torch.Generator().manual_seed(0))
-            runs[(name, dtype)] = step
+            runs[(name, dtype)] = build(dataset, 256, torch.Generator().manual_seed(0))
     best: dict[tuple[str, str], float] = {key: 0.0 for key in runs}
     with denormals_flushed(True), freed_memory_cached(True):
         for _ in range(args.rounds):

@@ -131,8 +131,7 @@ class TransitionDataset:
         device = torch.device(device)
         if device == self.device:
             return self
-        moved = {name: getattr(self, name).to(device) for name in _TENSOR_FIELDS if name != "mc_returns"}
-        return self._replace(**moved, mc_returns=None if self._mc_returns is None else self._mc_returns.to(device))
+        return self._replace(**{name: None if t is None else t.to(device) for name, t in self._stored().items()})
 
     # ------------------------------------------------------------------ sizes
 
@@ -280,8 +279,9 @@ class TransitionDataset:
 
     def _replace(self, **changes) -> TransitionDataset:
         """A dataset with some fields changed; new rewards without new returns leave the returns to first use."""
-        fields = {name: getattr(self, name) for name in _TENSOR_FIELDS if name != "mc_returns"}
-        fields["mc_returns"] = None if "rewards" in changes else self._mc_returns
+        fields = self._stored()
+        if "rewards" in changes:
+            fields["mc_returns"] = None
         fields.update({k: v for k, v in changes.items() if k in _TENSOR_FIELDS})
         return TransitionDataset(
             **fields,
@@ -289,6 +289,10 @@ class TransitionDataset:
             gamma=self.gamma,
             n_episodes=self._n_episodes,
         )
+
+    def _stored(self) -> dict[str, Tensor | None]:
+        """The tensor fields as held, without computing anything: `mc_returns` is None until first use."""
+        return {name: self._mc_returns if name == "mc_returns" else getattr(self, name) for name in _TENSOR_FIELDS}
 
     def _lower_bound_returns(self, rewards: Tensor, floor: float | None) -> tuple[Tensor, bool]:
         """`lower_bound_returns` of new rewards, on the host (a one-off, not a training-loop op)."""
@@ -308,8 +312,7 @@ class TransitionDataset:
             raise ValueError("observations and next_observations must both be (N, obs_dim)")
         if self.actions.ndim != 2 or self.actions.shape[0] != n:
             raise ValueError("actions must be (N, act_dim)")
-        given = {name: getattr(self, "_" + name if name == "mc_returns" else name) for name in _TENSOR_FIELDS}
-        given = {name: t for name, t in given.items() if t is not None}
+        given = {name: t for name, t in self._stored().items() if t is not None}
         for name in ("rewards", "terminals", "timeouts", "episode_ids", "mc_returns"):
             if name in given and given[name].shape != (n,):
                 raise ValueError(f"{name} must have shape ({n},), got {tuple(given[name].shape)}")
